@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from taskvec.geometry import CANVAS, CELL, get_cell
-from taskvec.tasks import HOLE_SIDE, LUMA_601, Task, build_canvases, get_task, list_tasks, register_task
+from taskvec.tasks import _REGISTRY, HOLE_SIDE, LUMA_601, Task, build_canvases, get_task, list_tasks, register_task
 
 
 def _imgs(b=4, seed=0):
@@ -28,7 +28,10 @@ def test_register_custom_task():
             return images, images
 
     t = register_task(Identity("identity-test", "psnr", False, "copy"))
-    assert get_task("identity-test") is t
+    try:
+        assert get_task("identity-test") is t and "identity-test" in list_tasks()
+    finally:
+        _REGISTRY.pop("identity-test")
 
 
 def test_lowlight_paper_exact():

@@ -1,0 +1,121 @@
+"""``taskvec``: offline work on visual-prompting models (DESIGN §8).
+
+Each command is a few lines of option parsing around an importable function.
+"""
+
+from __future__ import annotations
+
+import json
+import click
+
+from taskvec.checkpoint import DEFAULT_MODEL
+from taskvec.config import list_configs
+from taskvec.errors import cli_errors
+from taskvec.tasks import list_tasks
+
+MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME ({', '.join(list_configs())}), or a .safetensors path"
+task_option = click.option("--task", "task", required=True, type=click.Choice(list_tasks()), help="task name")
+model_option = click.option("--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def main() -> None:
+    """Visual task vectors: prompt, train, collect, search, evaluate and plot.
+
+    \b
+    Examples:
+      taskvec info
+      taskvec prompt --task lowlight --query photo.jpg --out answer.png
+      taskvec train --config tiny --out runs/tiny --steps 3000
+    """
+
+
+@main.command()
+@model_option
+@cli_errors
+def info(model: str) -> None:
+    """Print the model's config, parameter count and weight fingerprint as JSON."""
+    from taskvec.checkpoint import model_info
+
+    click.echo(json.dumps(model_info(model), indent=2))
+
+
+@main.command()
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--config", type=click.Choice(list_configs()), default=None, help="override the architecture named in the checkpoint")
+@cli_errors
+def convert(src: str, dst: str, config: str | None) -> None:
+    """Convert the published MAE-VQGAN checkpoint SRC (.pth) to DST (.safetensors + .json card).
+
+    The pickle is read with torch.load(weights_only=True), allowing only argparse.Namespace
+    besides tensors; any other object is refused."""
+    from taskvec.checkpoint import convert_checkpoint
+
+    card = convert_checkpoint(src, dst, config)
+    click.echo(f"wrote {dst} ({card['config']['name']}, fingerprint {card['fingerprint'][:16]}…)")
+
+
+@main.command()
+@task_option
+@click.option("--query", required=True, type=click.Path(dir_okay=False), help="query image")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="answer cell, 111×111 PNG")
+@click.option("--example-in", type=click.Path(dir_okay=False), help="example input (default: a built-in pair)")
+@click.option("--example-out", type=click.Path(dir_okay=False), help="example output")
+@click.option("--canvas", type=click.Path(dir_okay=False), help="also write the whole 224×224 canvas")
+@click.option("--zero-shot", is_flag=True, help="no example: the patched zero-shot model (task vector)")
+@click.option("--taskvec", "taskvec_file", type=click.Path(dir_okay=False), help="task-vector file (default: the shipped one)")
+@click.option("--seed", default=0, show_default=True, help="seed of the built-in example / task corruption")
+@model_option
+@cli_errors
+def prompt(task, query, out, example_in, example_out, canvas, zero_shot, taskvec_file, seed, model) -> None:
+    """Answer QUERY by visual prompting (one example pair) or with a task vector (--zero-shot).
+
+    The query is used as it is (it is the task's input, e.g. a dark photo for lowlight)."""
+    from taskvec.prompting import run_prompt
+
+    run_prompt(task, query, out, example_in, example_out, canvas, zero_shot, taskvec_file, seed, model)
+    click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.option("--config", default="tiny", show_default=True, type=click.Choice(list_configs()), help="model config")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="run folder: checkpoints, history, weights")
+@click.option("--steps", default=3000, show_default=True, help="optimizer steps")
+@click.option("--batch", default=32, show_default=True, help="canvases per step (a multiple of 4)")
+@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--images", type=click.Path(file_okay=False), help="extra folder of your own training images")
+@click.option("--resume", is_flag=True, help="continue from OUT/last.pt exactly")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
+@click.option("--eval-every", default=500, show_default=True, help="validate on held-out photos every N steps")
+@click.option("--time-budget", type=float, default=None, help="minutes; stop early (and save) when reached")
+@cli_errors
+def train(config, out, steps, batch, lr, seed, images, resume, device, eval_every, time_budget) -> None:
+    """Train a pixel-head visual-prompting model on packaged photos and procedural scenes."""
+    from taskvec.train import TrainConfig, train as run_train
+
+    if batch % 4:
+        raise click.BadParameter("must be a multiple of 4 (one share per task)", param_hint="--batch")
+    cfg = TrainConfig(
+        config=config, steps=steps, batch=batch, lr=lr, seed=seed, images=images, eval_every=eval_every,
+        time_budget_min=time_budget,
+    )
+    path = run_train(cfg, out, resume=resume, device=device)
+    click.echo(f"wrote {path}")
+
+
+def _register_optional_commands() -> None:
+    """Commands that live in their own modules (collect/search/evaluate/figure)."""
+    try:
+        from taskvec import cli_taskvectors
+    except ImportError:
+        return
+    for cmd in cli_taskvectors.COMMANDS:
+        main.add_command(cmd)
+
+
+_register_optional_commands()
+
+if __name__ == "__main__":
+    main()

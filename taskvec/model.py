@@ -1,0 +1,296 @@
+"""MAE-VQGAN: the visual-prompting model (DESIGN §1), with a named capture/patch API.
+
+The model is pure: it takes a normalised canvas and a :class:`~taskvec.geometry.Layout`
+and returns the answer cell. Task vectors enter through ``patches`` — a mapping from
+:class:`BlockId` to :class:`Patch` applied as ``z' = z ⊙ mul + add`` to the attention
+heads' output ``z = softmax(qkᵀ)v`` *before* the output projection — and head outputs
+are read back with ``record=True``. Export-only rewrites live in ``export/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from taskvec import geometry as G
+from taskvec.config import ModelConfig
+from taskvec.vqgan import VQGAN
+
+Stage = Literal["enc", "dec"]
+
+
+@dataclass(frozen=True, order=True)
+class BlockId:
+    """One attention block: ``stage`` is "enc" or "dec", ``block`` its depth index."""
+
+    stage: Stage
+    block: int
+
+    def __str__(self) -> str:
+        return f"{self.stage}/b{self.block:02d}"
+
+
+@dataclass
+class Patch:
+    """``z' = z * mul + add`` on a block's head outputs.
+
+    ``mul`` and ``add`` are [K or 1, N, C] with C = heads·head_dim in head-major order
+    (head h owns channels h·Dh:(h+1)·Dh) and N the block's sequence length.
+    A batch of K·R canvases may carry K different patches: sample i uses row i // R.
+    """
+
+    mul: Tensor
+    add: Tensor
+
+
+@dataclass
+class ModelOutput:
+    answer: Tensor  # [B,3,111,111] in [0,1]
+    answer_norm: Tensor | None = None  # pixel head: [B,3,111,111] ImageNet-normalised, unclamped
+    logits: Tensor | None = None  # VQ head: [B,49,V] answer-token logits
+    decoder_out: Tensor | None = None  # [B,Nd,Dd] after decoder_norm
+    heads: dict[BlockId, Tensor] = field(default_factory=dict)  # [B,N,H,Dh] per block, if recorded
+
+
+def sincos_pos_embed(dim: int, grid: int = G.GRID) -> Tensor:
+    """Fixed 2-D sin-cos embedding [1+grid², dim] with a leading zero row for CLS.
+
+    First half of the channels encodes the column, second half the row (MAE layout)."""
+    coords = torch.arange(grid, dtype=torch.float64)
+    rows, cols = torch.meshgrid(coords, coords, indexing="ij")
+
+    def one_d(d: int, pos: Tensor) -> Tensor:
+        omega = 1.0 / 10000 ** (torch.arange(d // 2, dtype=torch.float64) / (d / 2.0))
+        out = pos.reshape(-1, 1) * omega.reshape(1, -1)
+        return torch.cat([out.sin(), out.cos()], dim=1)
+
+    emb = torch.cat([one_d(dim // 2, cols), one_d(dim // 2, rows)], dim=1)
+    return torch.cat([torch.zeros(1, dim, dtype=torch.float64), emb]).float()
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: Tensor, patch: Patch | None = None) -> tuple[Tensor, Tensor]:
+        """x [B,N,C] → (output [B,N,C], unpatched head outputs z [B,N,C])."""
+        b, n, c = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = (q * self.head_dim**-0.5) @ k.transpose(-2, -1)
+        z = (attn.softmax(dim=-1) @ v).transpose(1, 2).reshape(b, n, c)
+        out = z
+        if patch is not None:
+            out = _apply_patch(z, patch)
+        return self.proj(out), z
+
+
+def _apply_patch(z: Tensor, patch: Patch) -> Tensor:
+    b = z.shape[0]
+    k = patch.mul.shape[0]
+    if k in (1, b):
+        return z * patch.mul + patch.add
+    if b % k:
+        raise ValueError(f"batch {b} is not a multiple of the {k} patches")
+    zz = z.reshape(k, b // k, *z.shape[1:])
+    return (zz * patch.mul[:, None] + patch.add[:, None]).reshape(z.shape)
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (LayerNorm eps 1e-6, exact GELU)."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: Tensor, patch: Patch | None = None) -> tuple[Tensor, Tensor]:
+        a, z = self.attn(self.norm1(x), patch)
+        x = x + a
+        return x + self.mlp(self.norm2(x)), z
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, in_chans: int, dim: int, patch: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, dim, kernel_size=patch, stride=patch)
+
+    def forward_tokens(self, patches: Tensor) -> Tensor:
+        """Embed already-cut patches [B,n,16·16·C] (row, col, channel order) → [B,n,D].
+
+        Same numbers as the strided convolution, but only for the tokens asked for."""
+        w = self.proj.weight.permute(0, 2, 3, 1).reshape(self.proj.out_channels, -1)
+        return F.linear(patches, w, self.proj.bias)
+
+
+class MaeVQGAN(nn.Module):
+    """MAE-VQGAN with the reference state-dict names (DESIGN §1)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, dd = cfg.embed_dim, cfg.decoder_embed_dim
+        self.patch_embed = PatchEmbed(cfg.in_chans, d, cfg.patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.pos_embed = nn.Parameter(sincos_pos_embed(d)[None], requires_grad=False)
+        self.blocks = nn.ModuleList([Block(d, cfg.num_heads, cfg.mlp_ratio) for _ in range(cfg.depth)])
+        self.norm = nn.LayerNorm(d, eps=1e-6)
+        self.decoder_embed = nn.Linear(d, dd)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
+        self.decoder_pos_embed = nn.Parameter(sincos_pos_embed(dd)[None], requires_grad=False)
+        self.decoder_blocks = nn.ModuleList(
+            [Block(dd, cfg.decoder_num_heads, cfg.mlp_ratio) for _ in range(cfg.decoder_depth)]
+        )
+        self.decoder_norm = nn.LayerNorm(dd, eps=1e-6)
+        pp = cfg.patch_size**2
+        if cfg.head == "vq":
+            if cfg.vqgan is None:
+                raise ValueError("a VQ head needs a vqgan config")
+            self.decoder_pred = nn.Linear(dd, cfg.vqgan.n_embed)
+            self.vae = VQGAN(cfg.vqgan)
+        else:
+            extra = pp if cfg.pixel_mode == "gated" else 0
+            self.decoder_pred = nn.Linear(dd, pp * cfg.in_chans + extra)
+        self._init_weights()
+
+    # ------------------------------------------------------------------ init
+    def _init_weights(self) -> None:
+        w = self.patch_embed.proj.weight
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.normal_(self.cls_token, std=0.02)
+        nn.init.normal_(self.mask_token, std=0.02)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        if self.cfg.head == "pixel" and self.cfg.pixel_mode != "plain":
+            # Start as "copy the query": zero correction, gate open.
+            nn.init.zeros_(self.decoder_pred.weight)
+            nn.init.zeros_(self.decoder_pred.bias)
+            if self.cfg.pixel_mode == "gated":
+                nn.init.constant_(self.decoder_pred.bias[-self.cfg.patch_size**2 :], 2.0)
+
+    # ------------------------------------------------------------------ API
+    def block_ids(self) -> list[BlockId]:
+        return [BlockId("enc", i) for i in range(self.cfg.depth)] + [
+            BlockId("dec", j) for j in range(self.cfg.decoder_depth)
+        ]
+
+    def forward(
+        self,
+        canvas: Tensor,
+        layout: G.Layout,
+        patches: Mapping[BlockId, Patch] | None = None,
+        record: bool = False,
+    ) -> ModelOutput:
+        """canvas [B,3,224,224] ImageNet-normalised → answer cell.
+
+        ``patches`` replaces head outputs per block; ``record`` returns every block's
+        unpatched head outputs [B,N,H,Dh] in the layout's sequence order."""
+        patches = patches or {}
+        heads: dict[BlockId, Tensor] = {}
+        b = canvas.shape[0]
+        dev = canvas.device
+
+        tok = torch.tensor([s - 1 for s in layout.enc_slots[1:]], device=dev)
+        x = self.patch_embed.forward_tokens(G.patchify(canvas)[:, tok])
+        x = x + self.pos_embed[:, 1:][:, tok]
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(b, -1, -1)
+        x = torch.cat([cls, x], dim=1)
+        for i, blk in enumerate(self.blocks):
+            key = BlockId("enc", i)
+            x, z = blk(x, patches.get(key))
+            if record:
+                heads[key] = z.reshape(b, z.shape[1], self.cfg.num_heads, -1)
+        x = self.norm(x)
+
+        y = self.decoder_embed(x)
+        y = torch.cat([y, self.mask_token.expand(b, 1, -1)], dim=1)
+        y = y[:, torch.tensor(layout.decoder_gather(), device=dev)]
+        y = y + self.decoder_pos_embed[:, torch.tensor(layout.dec_slots, device=dev)]
+        for j, blk in enumerate(self.decoder_blocks):
+            key = BlockId("dec", j)
+            y, z = blk(y, patches.get(key))
+            if record:
+                heads[key] = z.reshape(b, z.shape[1], self.cfg.decoder_num_heads, -1)
+        y = self.decoder_norm(y)
+
+        ans = y[:, torch.tensor(layout.answer_dec_index(), device=dev)]
+        if self.cfg.head == "vq":
+            logits = self.decoder_pred(ans)
+            block = self.decode_logits(logits, G.GRID // 2)
+            return ModelOutput(G.answer_from_block(block), None, logits, y, heads)
+        pix = self.pixel_tokens(ans, canvas, G.cell_tokens("answer"))
+        block = G.unpatchify(pix, G.GRID // 2, G.GRID // 2)
+        answer_norm = G.answer_from_block(block)
+        answer = G.denormalize(answer_norm).clamp(0, 1)
+        return ModelOutput(answer, answer_norm, None, y, heads)
+
+    # ------------------------------------------------------------------ heads
+    def pixel_tokens(self, feats: Tensor, canvas: Tensor, tokens: list[int]) -> Tensor:
+        """Pixel head on decoder features [B,n,Dd] of canvas ``tokens`` → [B,n,16·16·3]
+        ImageNet-normalised pixels.
+
+        "residual"/"gated" add to the *source* patch: the pixels 113 px to the left (the
+        query under the answer, the example input under the example output; mean grey
+        where there is none)."""
+        out = self.decoder_pred(feats)
+        mode = self.cfg.pixel_mode
+        if mode == "plain":
+            return out
+        src = G.patchify(source_canvas(canvas))[:, torch.tensor(tokens, device=canvas.device)]
+        if mode == "residual":
+            return src + out
+        pp = self.cfg.patch_size**2
+        rgb, gate = out[..., :-pp], torch.sigmoid(out[..., -pp:])
+        gate = gate.repeat_interleave(self.cfg.in_chans, dim=-1)
+        return gate * src + rgb
+
+    def decode_logits(self, logits: Tensor, grid: int) -> Tensor:
+        """VQ head: token logits [B,grid²,V] → argmax codes → VQGAN → [B,3,16g,16g] in [0,1]."""
+        idx = logits.argmax(dim=-1).reshape(logits.shape[0], grid, grid)
+        return (self.vae.decode_indices(idx) + 1) / 2
+
+
+def source_canvas(canvas: Tensor) -> Tensor:
+    """[B,3,224,224] → the same canvas shifted right by one cell pitch (113 px).
+
+    Column x holds canvas column x−113; columns left of 113 are zero (mean grey in
+    normalised space), except the column just before the answer cell (x = 112), which
+    repeats the query's first column so the answer block's first patch is complete."""
+    shift = G.CELL + G.GAP
+    shifted = F.pad(canvas[..., : G.CANVAS - shift], (shift, 0))
+    return torch.cat([shifted[..., : shift - 1], canvas[..., 0:1], shifted[..., shift:]], dim=-1)
+
+
+def build_model(cfg: ModelConfig) -> MaeVQGAN:
+    return MaeVQGAN(cfg)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

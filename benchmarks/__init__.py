@@ -1,0 +1,1 @@
+"""Benchmarks: latency/throughput runs, environment capture and Jetson power sampling (``tvbench``)."""

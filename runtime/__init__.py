@@ -1,0 +1,1 @@
+"""Runtime: video sources and sinks, backends, predictors and the live loop (``tvrun``)."""

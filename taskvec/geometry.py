@@ -73,10 +73,17 @@ def cell_slots(cell: CellName) -> list[int]:
 # Canvas building
 
 
+_MEAN_STD: dict[tuple[str, torch.dtype], tuple[Tensor, Tensor]] = {}
+
+
 def _mean_std(device=None, dtype=torch.float32) -> tuple[Tensor, Tensor]:
-    mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device, dtype=dtype).view(1, 3, 1, 1)
-    return mean, std
+    """ImageNet mean/std as [1,3,1,1], cached per device (no host copy on the hot path)."""
+    key = (str(device), dtype)
+    if key not in _MEAN_STD:
+        mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=device, dtype=dtype).view(1, 3, 1, 1)
+        _MEAN_STD[key] = (mean, std)
+    return _MEAN_STD[key]
 
 
 def normalize(x: Tensor) -> Tensor:

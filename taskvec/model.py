@@ -217,7 +217,8 @@ class MaeVQGAN(nn.Module):
         b = canvas.shape[0]
         dev = canvas.device
 
-        tok = torch.tensor([s - 1 for s in layout.enc_slots[1:]], device=dev)
+        idx = self._layout_index(layout, dev)
+        tok = idx["enc_tokens"]
         x = self.patch_embed.forward_tokens(G.patchify(canvas)[:, tok])
         x = x + self.pos_embed[:, 1:][:, tok]
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(b, -1, -1)
@@ -231,8 +232,8 @@ class MaeVQGAN(nn.Module):
 
         y = self.decoder_embed(x)
         y = torch.cat([y, self.mask_token.expand(b, 1, -1)], dim=1)
-        y = y[:, torch.tensor(layout.decoder_gather(), device=dev)]
-        y = y + self.decoder_pos_embed[:, torch.tensor(layout.dec_slots, device=dev)]
+        y = y[:, idx["dec_gather"]]
+        y = y + self.decoder_pos_embed[:, idx["dec_slots"]]
         for j, blk in enumerate(self.decoder_blocks):
             key = BlockId("dec", j)
             y, z = blk(y, patches.get(key))
@@ -240,19 +241,35 @@ class MaeVQGAN(nn.Module):
                 heads[key] = z.reshape(b, z.shape[1], self.cfg.decoder_num_heads, -1)
         y = self.decoder_norm(y)
 
-        ans = y[:, torch.tensor(layout.answer_dec_index(), device=dev)]
+        ans = y[:, idx["answer"]]
         if self.cfg.head == "vq":
             logits = self.decoder_pred(ans)
             block = self.decode_logits(logits, G.GRID // 2)
             return ModelOutput(G.answer_from_block(block), None, logits, y, heads)
-        pix = self.pixel_tokens(ans, canvas, G.cell_tokens("answer"))
+        pix = self.pixel_tokens(ans, canvas, idx["answer_tokens"])
         block = G.unpatchify(pix, G.GRID // 2, G.GRID // 2)
         answer_norm = G.answer_from_block(block)
         answer = G.denormalize(answer_norm).clamp(0, 1)
         return ModelOutput(answer, answer_norm, None, y, heads)
 
+    def _layout_index(self, layout: G.Layout, device: torch.device) -> dict[str, Tensor]:
+        """Index tensors of a layout on ``device``, cached (a few layouts at a time)."""
+        cache: dict = self.__dict__.setdefault("_index_cache", {})
+        key = (layout, str(device))
+        if key not in cache:
+            if len(cache) >= 8:
+                cache.pop(next(iter(cache)))
+            cache[key] = {
+                "enc_tokens": torch.tensor([s - 1 for s in layout.enc_slots[1:]], device=device),
+                "dec_gather": torch.tensor(layout.decoder_gather(), device=device),
+                "dec_slots": torch.tensor(layout.dec_slots, device=device),
+                "answer": torch.tensor(layout.answer_dec_index(), device=device),
+                "answer_tokens": torch.tensor(G.cell_tokens("answer"), device=device),
+            }
+        return cache[key]
+
     # ------------------------------------------------------------------ heads
-    def pixel_tokens(self, feats: Tensor, canvas: Tensor, tokens: list[int]) -> Tensor:
+    def pixel_tokens(self, feats: Tensor, canvas: Tensor, tokens: list[int] | Tensor) -> Tensor:
         """Pixel head on decoder features [B,n,Dd] of canvas ``tokens`` → [B,n,16·16·3]
         ImageNet-normalised pixels.
 
@@ -263,7 +280,11 @@ class MaeVQGAN(nn.Module):
         mode = self.cfg.pixel_mode
         if mode == "plain":
             return out
-        src = G.patchify(source_canvas(canvas))[:, torch.tensor(tokens, device=canvas.device)]
+        if isinstance(tokens, Tensor):
+            tok = tokens
+        else:
+            tok = torch.tensor(tokens, device=canvas.device)
+        src = G.patchify(source_canvas(canvas))[:, tok]
         if mode == "residual":
             return src + out
         pp = self.cfg.patch_size**2

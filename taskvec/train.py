@@ -56,6 +56,7 @@ class TrainConfig:
     eval_every: int = 500
     eval_images: int = 48
     time_budget_min: float | None = None  # stop (and save) after this many minutes
+    init: str | None = None  # start from these weights (.safetensors) instead of random
     extra: dict = field(default_factory=dict)
 
 
@@ -185,7 +186,12 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
     if mcfg.head != "pixel":
         raise UserError(f"training supports pixel-head configs; {cfg.config} has a {mcfg.head} head")
     torch.manual_seed(cfg.seed)
-    model = MaeVQGAN(mcfg).to(dev).train()
+    model = MaeVQGAN(mcfg)
+    if cfg.init:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(cfg.init))
+    model = model.to(dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     scale: dict[str, float] = {}

@@ -1,0 +1,174 @@
+"""The model, layouts and the capture/patch API (DESIGN §1–§3)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from taskvec import geometry as G
+from taskvec.checkpoint import load_model
+from taskvec.config import get_config
+from taskvec.model import BlockId, MaeVQGAN, Patch, sincos_pos_embed
+from taskvec.sites import Site, SiteSpace, enumerate_sites
+
+
+def _means_from(heads: dict, layout: G.Layout, row: int = 0) -> dict:
+    """Per-slot 'means' taken from one recorded sample."""
+    means = {}
+    for bid, z in heads.items():
+        full = torch.zeros(G.NUM_SLOTS, *z.shape[2:])
+        full[torch.tensor(layout.slots(bid.stage))] = z[row]
+        means[bid] = full
+    return means
+
+
+def _random_means(model: MaeVQGAN, seed: int = 0) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    cfg = model.cfg
+    shape = {"enc": (cfg.num_heads, cfg.head_dim), "dec": (cfg.decoder_num_heads, cfg.decoder_head_dim)}
+    return {bid: torch.randn(G.NUM_SLOTS, *shape[bid.stage], generator=gen) for bid in model.block_ids()}
+
+
+@pytest.fixture(scope="module")
+def micro_pixel() -> MaeVQGAN:
+    model = load_model("random:micro_pixel")
+    torch.nn.init.normal_(model.decoder_pred.weight, std=0.05)  # not the identity start
+    return model
+
+
+@pytest.fixture(scope="module")
+def micro_vq() -> MaeVQGAN:
+    return load_model("random:micro")
+
+
+def test_layout_sizes_match_the_reference():
+    ic, zs = G.get_layout("in-context"), G.get_layout("zero-shot")
+    assert (ic.num_enc, ic.num_dec) == (148, 197)
+    assert (zs.num_enc, zs.num_dec) == (50, 99)
+    assert G.cell_tokens("answer")[0] == 7 * 14 + 7 and len(G.cell_tokens("answer")) == 49
+    # zero-shot decoder: CLS + bottom half in raster order
+    assert zs.dec_slots[1:] == tuple(1 + t for t in range(98, 196))
+    # the answer is never visible to the encoder
+    assert not set(G.cell_slots("answer")) & set(ic.enc_slots)
+
+
+def test_zero_shot_runs_50_encoder_and_99_decoder_tokens_for_vit_large():
+    with torch.device("meta"):
+        model = MaeVQGAN(get_config("vit_large"))
+    seen = {}
+    model.blocks[0].register_forward_hook(lambda m, i, o: seen.__setitem__("enc", o[0].shape[1]))
+    model.decoder_blocks[0].register_forward_hook(lambda m, i, o: seen.__setitem__("dec", o[0].shape[1]))
+    out = model(torch.empty(1, 3, 224, 224, device="meta"), G.get_layout("zero-shot"))  # shapes only
+    assert seen == {"enc": 50, "dec": 99}
+    assert out.logits.shape == (1, 49, 1024) and out.answer.shape == (1, 3, 111, 111)
+
+
+def test_site_count_of_vit_large_is_1152():
+    assert len(enumerate_sites(get_config("vit_large"))) == 24 * 16 * 2 + 8 * 16 * 3
+    assert len(enumerate_sites(get_config("vit_large"), "head")) == 24 * 16 + 8 * 16
+
+
+def test_pos_embed_is_sincos_with_zero_cls_row_and_column_first():
+    emb = sincos_pos_embed(8, grid=14)
+    assert emb.shape == (197, 8) and torch.all(emb[0] == 0)
+    # first half depends only on the column, second half only on the row
+    t_a, t_b = 1 + 3 * 14 + 5, 1 + 9 * 14 + 5  # same column, other row
+    assert torch.allclose(emb[t_a, :4], emb[t_b, :4]) and not torch.allclose(emb[t_a, 4:], emb[t_b, 4:])
+
+
+@pytest.mark.parametrize("layout_name", ["zero-shot", "in-context"])
+def test_patching_every_site_with_own_activations_reproduces_output(micro_pixel, layout_name):
+    layout = G.get_layout(layout_name)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        ref = micro_pixel(x, layout, record=True)
+        space = SiteSpace(micro_pixel.cfg, enumerate_sites(micro_pixel.cfg, "region", layout), layout)
+        means = _means_from(ref.heads, layout)
+        # regions cover cls/query/answer: patch the remaining example tokens too via "head" sites
+        head_space = SiteSpace(micro_pixel.cfg, enumerate_sites(micro_pixel.cfg, "head", layout), layout)
+        out = micro_pixel(x, layout, patches=head_space.patches(torch.ones(len(head_space)), means))
+        out_regions = micro_pixel(x, layout, patches=space.patches(torch.ones(len(space)), means))
+    assert (out.answer_norm - ref.answer_norm).abs().max() < 1e-5
+    if layout_name == "zero-shot":  # regions cover every token of the zero-shot layout
+        assert (out_regions.answer_norm - ref.answer_norm).abs().max() < 1e-5
+
+
+def test_patching_changes_the_output(micro_pixel):
+    layout = G.get_layout("zero-shot")
+    x = torch.randn(1, 3, 224, 224)
+    space = SiteSpace(micro_pixel.cfg, enumerate_sites(micro_pixel.cfg), layout)
+    means = _random_means(micro_pixel)
+    with torch.no_grad():
+        a = micro_pixel(x, layout).answer_norm
+        b = micro_pixel(x, layout, patches=space.patches(torch.ones(len(space)), means)).answer_norm
+    assert (a - b).abs().max() > 1e-3
+
+
+def test_k_site_sets_in_one_batch_equal_k_separate_forwards(micro_vq):
+    model = micro_vq
+    torch.nn.init.normal_(model.decoder_pred.weight, std=0.05)
+    layout = G.get_layout("zero-shot")
+    space = SiteSpace(model.cfg, enumerate_sites(model.cfg), layout)
+    means = _random_means(model)
+    k, r = 4, 3
+    gen = torch.Generator().manual_seed(0)
+    sel = (torch.rand(k, len(space), generator=gen) < 0.5).float()
+    x = torch.randn(r, 3, 224, 224, generator=gen)
+    with torch.no_grad():
+        batched = model(x.repeat(k, 1, 1, 1), layout, patches=space.patches(sel, means))
+        for i in range(k):
+            single = model(x, layout, patches=space.patches(sel[i : i + 1], means))
+            assert torch.allclose(batched.logits[i * r : (i + 1) * r], single.logits, atol=1e-5)
+            assert torch.allclose(batched.answer[i * r : (i + 1) * r], single.answer, atol=1e-5)
+
+
+def test_patch_mul_add_follow_the_site_definition():
+    cfg = get_config("micro_pixel")
+    layout = G.get_layout("zero-shot")
+    site = Site("dec", 1, 1, "answer")
+    space = SiteSpace(cfg, [site], layout)
+    means = {BlockId("dec", 1): torch.arange(G.NUM_SLOTS * 2 * 16.0).reshape(G.NUM_SLOTS, 2, 16)}
+    p = space.patches(torch.ones(1), means)
+    assert list(p) == [BlockId("dec", 1)]
+    mul, add = p[BlockId("dec", 1)].mul[0].reshape(99, 2, 16), p[BlockId("dec", 1)].add[0].reshape(99, 2, 16)
+    pos = layout.dec_index(G.cell_slots("answer"))
+    other = [i for i in range(99) if i not in pos]
+    assert torch.all(mul[pos, 1] == 0) and torch.all(mul[pos, 0] == 1) and torch.all(mul[other] == 1)
+    assert torch.equal(add[pos, 1], means[BlockId("dec", 1)][list(G.cell_slots("answer")), 1])
+    assert torch.all(add[other] == 0) and torch.all(add[:, 0] == 0)
+
+
+def test_site_names_round_trip():
+    for s in enumerate_sites(get_config("micro_pixel"), "token")[:5] + enumerate_sites(get_config("micro_pixel")):
+        assert Site.parse(str(s)) == s
+
+
+def test_gated_head_starts_as_copy_of_query():
+    torch.manual_seed(0)
+    model = MaeVQGAN(get_config("micro_pixel")).eval()
+    gen = torch.Generator().manual_seed(1)
+    q = torch.rand(2, 3, 111, 111, generator=gen)
+    canvas = G.normalize(G.make_canvas(None, None, q))
+    with torch.no_grad():
+        out = model(canvas, G.get_layout("zero-shot"))
+    # gate starts at sigmoid(2) and the correction at 0: the answer is a damped query
+    expect = G.denormalize(torch.sigmoid(torch.tensor(2.0)) * G.normalize(q)).clamp(0, 1)
+    assert torch.allclose(out.answer, expect, atol=1e-5)
+
+
+def test_patch_with_wrong_batch_is_refused(micro_pixel):
+    layout = G.get_layout("zero-shot")
+    bad = {BlockId("enc", 0): Patch(torch.ones(3, 50, 64), torch.zeros(3, 50, 64))}
+    with pytest.raises(ValueError):
+        micro_pixel(torch.randn(4, 3, 224, 224), layout, patches=bad)
+
+
+def test_canvas_geometry_round_trip():
+    gen = torch.Generator().manual_seed(0)
+    cells = [torch.rand(1, 3, 111, 111, generator=gen) for _ in range(4)]
+    canvas = G.make_canvas(*cells)
+    for name, cell in zip(G.CELLS, cells):
+        assert torch.equal(G.get_cell(canvas, name), cell)
+    assert torch.all(canvas[:, :, 111:113, :] == 1) and torch.all(canvas[:, :, :, 111:113] == 1)
+    x = torch.rand(2, 3, 224, 224, generator=gen)
+    assert torch.equal(G.unpatchify(G.patchify(x), 14, 14), x)

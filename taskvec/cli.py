@@ -10,7 +10,7 @@ import click
 
 from taskvec.checkpoint import DEFAULT_MODEL
 from taskvec.config import list_configs
-from taskvec.errors import cli_errors
+from taskvec.errors import OneLineGroup, cli_errors
 from taskvec.tasks import list_tasks
 
 MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME ({', '.join(list_configs())}), or a .safetensors path"
@@ -18,7 +18,7 @@ task_option = click.option("--task", "task", required=True, type=click.Choice(li
 model_option = click.option("--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def main() -> None:
     """Visual task vectors: prompt, train, collect, search, evaluate and plot.
 

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
+import click
+
 F = TypeVar("F", bound=Callable)
 
 
@@ -41,6 +43,29 @@ def cli_errors(fn: F) -> F:
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+class OneLineGroup(click.Group):
+    """A click group whose usage errors are one line too (``error: …``, exit 2)."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as e:
+            print(f"error: {one_line(e.format_message())}", file=sys.stderr)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            print("aborted", file=sys.stderr)
+            sys.exit(130)
+        if not standalone_mode:
+            return rv
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+class OneLineCommand(click.Command):
+    """A single click command with one-line usage errors (see :class:`OneLineGroup`)."""
+
+    main = OneLineGroup.main  # type: ignore[assignment]
 
 
 @contextmanager

@@ -24,7 +24,7 @@ def builtin_example(task: str, seed: int = 0) -> tuple[Tensor, Tensor]:
 
     gen = torch.Generator().manual_seed(seed)
     photos = packaged_photos("train")
-    photo = photos.get(BUILTIN_EXAMPLE_PHOTO) or next(iter(photos.values()))
+    photo = photos[BUILTIN_EXAMPLE_PHOTO] if BUILTIN_EXAMPLE_PHOTO in photos else next(iter(photos.values()))
     img = random_crops([photo], 1, gen, scale=(0.6, 1.0))
     masks = None
     if get_task(task).needs_mask:

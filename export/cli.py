@@ -1,0 +1,77 @@
+"""``tvexport``: export a task's zero-shot graph to ONNX (and a TensorRT engine).
+
+A few lines of option parsing around :func:`export.onnx_export.export_task` and
+:func:`export.trt.build_engine` (STYLE §4).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from export.spec import GRAPH_KINDS
+from taskvec.checkpoint import DEFAULT_MODEL
+from taskvec.config import list_configs
+from taskvec.errors import cli_errors
+from taskvec.tasks import list_tasks
+
+MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME ({', '.join(list_configs())}), or a .safetensors path"
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--task", required=True, type=click.Choice(list_tasks()), help="task name")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
+@click.option("--taskvec", "taskvec_file", default=None, type=click.Path(dir_okay=False),
+              help="task-vector file (default: the one shipped for the task and model)")
+@click.option("--out", "out_dir", default="exported", show_default=True, type=click.Path(file_okay=False),
+              help="output folder")
+@click.option("--graph", type=click.Choice(GRAPH_KINDS), default="task", show_default=True,
+              help="task: zero-shot with the task vector folded in; in-context: the one-shot prompt; "
+              "switchable: task-vector mul/add as inputs (one engine for every task)")
+@click.option("--engine", is_flag=True, help="also build a TensorRT engine (needs TensorRT and a GPU)")
+@click.option("--precision", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True,
+              help="engine precision (LayerNorm and softmax stay FP32 under fp16)")
+@click.option("--batch-max", type=click.IntRange(1, 1024), default=8, show_default=True,
+              help="largest batch of the engine's optimisation profile (1..N)")
+@click.option("--halo", type=click.IntRange(0, 7), default=0, show_default=True,
+              help="VQ head: context tokens decoded around the answer's 7×7 latent, cropped after decoding")
+@click.option("--no-check", is_flag=True, help="skip the ONNX Runtime vs PyTorch comparison (the ONNX checker still runs)")
+@cli_errors
+def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max, halo, no_check) -> None:
+    """Export TASK's graph to OUT/TASK.onnx + OUT/TASK.json (in-context/switchable:
+    OUT/TASK.<graph>.onnx), check it against PyTorch, and optionally build a TensorRT engine
+    OUT/TASK.trt<version>.<gpu>.<precision>.engine.
+
+    \b
+    Every export is checked: ONNX checker, graph rules, then ONNX Runtime vs PyTorch on
+    random images (max-abs error printed; failure above 1e-4 in FP32).
+    With --engine but no TensorRT, the ONNX graph is still written, the equivalent trtexec
+    command is printed, and tvexport exits with status 3.
+
+    \b
+    Examples:
+      tvexport --task inpainting
+      tvexport --task lowlight --engine --precision fp16 --batch-max 4
+      tvexport --task lowlight --graph switchable --out exported/
+    """
+    from export.onnx_export import export_task
+
+    t0 = time.perf_counter()
+    result = export_task(task, model=model, taskvec=taskvec_file, out_dir=out_dir, graph=graph,
+                         check=not no_check, halo=halo, log=click.echo)
+    click.echo(result.summary())
+    if not engine:
+        click.echo(f"done in {time.perf_counter() - t0:.1f} s")
+        return
+    from export import trt
+
+    if not trt.tensorrt_available():
+        click.echo(trt.trtexec_hint(result.onnx_path, precision, batch_max))
+        print(f"error: TensorRT is not installed here ({trt.INSTALL_HINT}); {result.onnx_path.name} was written, "
+              "build the engine on the target with the trtexec command above", file=sys.stderr)
+        sys.exit(3)
+    path = trt.build_engine(result.onnx_path, precision=precision, batch_max=batch_max, log=click.echo)
+    click.echo(f"wrote {path}")
+    click.echo(f"done in {time.perf_counter() - t0:.1f} s")

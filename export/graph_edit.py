@@ -147,18 +147,25 @@ def graph_problems(model: onnx.ModelProto) -> list[str]:
 
 
 def _is_shape_index(graph: onnx.GraphProto, node: onnx.NodeProto) -> bool:
-    """Gather(..., indices) where indices come from ArgMax (the VQ head's code lookup)."""
+    """Gather(..., indices) whose indices come from an ArgMax (the VQ head's code lookup)
+    through reshapes, casts and concatenations with constants."""
     producer = {o: n for n in graph.node for o in n.output}
-    src = producer.get(node.input[1])
-    seen = 0
-    while src is not None and seen < 4:
-        if src.op_type == "ArgMax":
-            return True
-        if src.op_type not in ("Reshape", "Cast", "Unsqueeze", "Squeeze", "Flatten", "Concat", "Transpose"):
-            return False
-        src = producer.get(src.input[0])
+    passthrough = {"Reshape", "Cast", "Unsqueeze", "Squeeze", "Flatten", "Concat", "Transpose", "ConstantOfShape",
+                   "Shape", "Constant", "Mul", "Expand", "Gather", "Slice"}
+    stack, seen = [node.input[1]], 0
+    found = False
+    while stack and seen < 64:
+        src = producer.get(stack.pop())
         seen += 1
-    return False
+        if src is None:
+            continue
+        if src.op_type == "ArgMax":
+            found = True
+            continue
+        if src.op_type not in passthrough:
+            return False
+        stack.extend(i for i in src.input[:1] if i) if src.op_type != "Concat" else stack.extend(src.input)
+    return found
 
 
 def op_counts(model: onnx.ModelProto) -> Counter:

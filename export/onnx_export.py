@@ -144,6 +144,28 @@ def switch_feeds(model: MaeVQGAN, tv=None) -> dict[str, np.ndarray]:
     return feeds
 
 
+def random_taskvector(model: MaeVQGAN, task: str, every: int = 3, seed: int = 0):
+    """For benchmarks and tests: a TaskVector patching every ``every``-th region site of
+    ``model`` with random means (the graph's structure and cost do not depend on them)."""
+    from taskvec.sites import SiteSpace, enumerate_sites
+    from taskvec.taskvector import TaskVector
+
+    gen = torch.Generator().manual_seed(seed)
+    sites = enumerate_sites(model.cfg)[::every]
+    means = {}
+    for bid in model.block_ids():
+        enc = bid.stage == "enc"
+        heads = model.cfg.num_heads if enc else model.cfg.decoder_num_heads
+        dh = model.cfg.head_dim if enc else model.cfg.decoder_head_dim
+        means[bid] = torch.randn(G.NUM_SLOTS, heads, dh, generator=gen) * 0.5
+    patches = SiteSpace(model.cfg, sites).patches(torch.ones(len(sites)), means)
+    return TaskVector(
+        task=task, model_name=model.cfg.name, model_fingerprint=model_fingerprint(model), method="random",
+        granularity="region", sites=sites, mul={b: p.mul[0] for b, p in patches.items()},
+        add={b: p.add[0] for b, p in patches.items()}, meta={"note": "random means, for benchmarks and tests"},
+    )
+
+
 # ---------------------------------------------------------------------------------
 # Export
 

@@ -1,0 +1,215 @@
+"""``tvrun``: run a task graph live on a camera, a file, a stream or the sample clip.
+
+A few lines of option parsing around :func:`runtime.pipeline.run` (STYLE §4). Without
+``--engine``/``--onnx`` the default model's graph for the task is exported on first use
+into a cache (``~/.cache/taskvec/`` or ``--cache-dir``), keyed by the model's weight
+fingerprint and the task, and reused afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from taskvec.errors import UserError, one_line
+
+TASKS = ("lowlight", "inpainting")
+
+EPILOG = """\b
+Examples:
+  tvrun --source sample:lowlight --task lowlight --headless --output out/demo.mp4 \\
+        --stats out/stats.json --before-after out/before_after.png
+                                       the demo: a generated dark clip, no camera needed
+  tvrun --camera 0 --task lowlight     USB webcam (/dev/video0) in a window; Esc or q quits
+  tvrun --source csi://0 --task lowlight --engine lowlight.trt10.orin.fp16.engine
+                                       Jetson CSI camera (needs OpenCV with GStreamer: JetPack's)
+  tvrun --source clip.mp4 --task lowlight --output out/bright.mp4 --headless --tiles 2x2
+  tvrun --source rtsp://user:pw@10.0.0.7:8554/cam --task lowlight --onnx lowlight.onnx
+  tvrun --source sample:inpainting --task inpainting --mask-rect 280,200,80,60 --headless --output out/fill.mp4
+  tvrun --camera 0 --task inpainting   draw the hole with the left mouse button, right button clears
+"""
+
+
+class _Command(click.Command):
+    """Usage errors as one line (``error: …``, exit 2). (taskvec.errors.OneLineCommand borrows
+    OneLineGroup.main, whose zero-argument super() fails on a plain Command.)"""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as e:
+            print(f"error: {one_line(e.format_message())}", file=sys.stderr)
+            sys.exit(e.exit_code)
+        except click.exceptions.Abort:
+            print("aborted", file=sys.stderr)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "taskvec"
+
+
+def _file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def cached_onnx(task: str, model: str = "tiny", cache_dir: str | os.PathLike[str] | None = None,
+                taskvec: str | None = None, log=print) -> Path:
+    """The task graph for ``model`` in the cache, exported on first use (export_task).
+
+    Key: ``{model name}-{weights fingerprint[:16]}[-tv{task-vector file digest[:12]}]/{task}``;
+    an entry whose sidecar names other weights is exported again."""
+    import json
+
+    from taskvec.checkpoint import load_model, model_fingerprint
+
+    net = load_model(model)
+    fp = model_fingerprint(net)
+    key = f"{net.cfg.name}-{fp[:16]}"
+    if taskvec:
+        if not Path(taskvec).is_file():
+            raise UserError(f"task vector {taskvec} does not exist")
+        key += f"-tv{_file_digest(taskvec)[:12]}"
+    folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
+    folder = folder / key / task
+    onnx_path = folder / f"{task}.onnx"
+    sidecar = onnx_path.with_suffix(".json")
+    if onnx_path.is_file() and sidecar.is_file():
+        try:
+            if json.loads(sidecar.read_text()).get("model_fingerprint") == fp:
+                return onnx_path
+        except (OSError, ValueError):
+            pass
+    try:
+        from export.onnx_export import export_task
+    except ImportError as e:
+        raise UserError(f"cannot export the {task} graph: export.onnx_export is unavailable ({e}); pass --onnx") from None
+    log(f"exporting the {task} graph of {net.cfg.name} to {folder} (first use; cached afterwards)…")
+    result = export_task(task, model=net, taskvec=taskvec, out_dir=folder, graph="task", check=True)
+    return Path(result.onnx_path)
+
+
+@click.command(cls=_Command, epilog=EPILOG,
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--camera", type=int, default=None, metavar="N", help="V4L2 camera index (same as --source N)")
+@click.option("--source", default=None, metavar="URI",
+              help="0, /dev/videoN, csi://N, a video file, an image folder, rtsp://…, sample:lowlight|sample:inpainting")
+@click.option("--task", required=True, type=click.Choice(TASKS), help="what to do to every frame")
+@click.option("--engine", type=click.Path(dir_okay=False), default=None, help="TensorRT engine (tvexport --engine)")
+@click.option("--onnx", type=click.Path(dir_okay=False), default=None, help="exported ONNX graph (tvexport)")
+@click.option("--model", default="tiny", show_default=True,
+              help="model whose graph is exported and cached when no --engine/--onnx is given (also for --backend torch)")
+@click.option("--taskvec", type=click.Path(dir_okay=False), default=None,
+              help="task-vector file (default: the task's shipped vector)")
+@click.option("--backend", type=click.Choice(("auto", "tensorrt", "onnxruntime", "torch")), default="auto",
+              show_default=True, help="auto picks TensorRT engine > ORT TensorRT/CUDA > ORT CPU > torch")
+@click.option("--headless", is_flag=True, help="no window (servers, benchmarks)")
+@click.option("--output", default=None, metavar="PATH", help="write frames to a video (.mp4/.avi) or an image folder")
+@click.option("--overlay", is_flag=True, help="also draw the FPS overlay into --output (always in the window)")
+@click.option("--frames", type=click.IntRange(min=1), default=None, metavar="N", help="stop after N frames")
+@click.option("--loop", is_flag=True, help="replay a file or folder source forever (stop with --frames or Ctrl-C)")
+@click.option("--stats", "stats_path", default=None, metavar="JSON", help="write FPS, drops and per-stage latency")
+@click.option("--mask", type=click.Path(dir_okay=False), default=None,
+              help="in-painting hole: image, white = hole (resized to the frame)")
+@click.option("--mask-rect", default=None, metavar="x,y,w,h", help="in-painting hole as a rectangle in pixels")
+@click.option("--tiles", default=None, metavar="RxC", help="low-light: run RxC overlapping full-resolution tiles")
+@click.option("--gain", "gain_mode", type=click.Choice(("luma", "rgb")), default="luma", show_default=True,
+              help="low-light: one gain for all channels (faster) or one per channel (carries colour correction)")
+@click.option("--before-after", default=None, metavar="PNG", help="write one input|output frame side by side")
+@click.option("--cache-dir", default=None, metavar="DIR", help="where exported graphs are cached (~/.cache/taskvec)")
+def main(camera, source, task, engine, onnx, model, taskvec, backend, headless, output, overlay, frames, loop,
+         stats_path, mask, mask_rect, tiles, gain_mode, before_after, cache_dir) -> None:
+    """Run a task-vector filter on live video: source → graph → window/file.
+
+    Prints which backend it picked and why, and at the end one line with frames, FPS,
+    backend and the per-stage p50 latency (ms)."""
+    return run_cli(camera=camera, source=source, task=task, engine=engine, onnx=onnx, model=model,
+                     taskvec=taskvec, backend=backend, headless=headless, output=output, overlay=overlay,
+                     frames=frames, loop=loop, stats_path=stats_path, mask=mask, mask_rect=mask_rect, tiles=tiles,
+                     gain_mode=gain_mode, before_after=before_after, cache_dir=cache_dir)
+
+
+def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="tiny", taskvec=None, backend="auto",
+            headless=False, output=None, overlay=False, frames=None, loop=False, stats_path=None, mask=None,
+            mask_rect=None, tiles=None, gain_mode="luma", before_after=None, cache_dir=None) -> int:
+    """The command as a function: 0 on success, 2 for bad input, 1 when a source fails mid-run."""
+    from runtime.sinks import SinkError
+    from runtime.sources import SourceError
+
+    def err(msg: str, code: int) -> int:
+        print(f"error: {msg}", file=sys.stderr)
+        return code
+
+    try:
+        if (camera is None) == (source is None):
+            raise UserError("give exactly one of --camera N or --source URI")
+        if mask and mask_rect:
+            raise UserError("give --mask or --mask-rect, not both")
+        if task != "inpainting" and (mask or mask_rect):
+            raise UserError("--mask/--mask-rect are for --task inpainting")
+        if task != "lowlight" and tiles:
+            raise UserError("--tiles is for --task lowlight")
+        if task == "inpainting" and headless and not (mask or mask_rect):
+            raise UserError("--task inpainting needs --mask FILE or --mask-rect x,y,w,h when --headless "
+                            "(in a window you can draw the hole)")
+        if engine and onnx:
+            raise UserError("give --engine or --onnx, not both")
+        from runtime.predictor import make_predictor, parse_rect, parse_tiles, read_mask
+
+        tile_rc = parse_tiles(tiles)
+        rect = parse_rect(mask_rect) if mask_rect else None
+        hole = read_mask(mask) if mask else None
+    except (UserError, ValueError) as e:
+        return err(one_line(e), 2)
+
+    from runtime.backends import open_backend
+    from runtime.pipeline import run
+    from runtime.sources import open_source
+
+    try:
+        src = open_source(str(camera) if camera is not None else source)
+    except SourceError as e:
+        return err(str(e), 2)
+    try:
+        try:
+            factory = None
+            if not onnx and not engine:
+                def factory():
+                    return cached_onnx(task, model, cache_dir, taskvec,
+                                       log=lambda s: print(s, file=sys.stderr))
+            be = open_backend(backend, onnx=onnx, engine=engine, model=model, task=task, onnx_factory=factory)
+        except (UserError, ValueError, OSError) as e:
+            return err(one_line(e), 2)
+        with be:
+            print(f"backend: {be.name} — {be.reason}", file=sys.stderr)
+            predictor = make_predictor(task, be, tiles=tile_rc, mask=hole, rect=rect, gain_mode=gain_mode)
+            stats = run(src, predictor, backend_name=be.name, output=output, headless=headless, overlay=overlay,
+                        frames=frames, stats_path=stats_path, before_after=before_after, loop=loop,
+                        paint_masks=(task == "inpainting" and not headless))
+    except (SourceError, SinkError) as e:
+        return err(str(e), 1)
+    except (UserError, ValueError) as e:
+        return err(one_line(e), 2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    finally:
+        src.close()
+    print(stats.summary_line())
+    if stats.stopped_by in ("key", "interrupt"):
+        print(f"stopped by {stats.stopped_by}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,57 @@
+"""runtime.sample: deterministic demo clips and the before/after panel."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from runtime.sample import clean_path, darken, make_sample_clip, write_before_after
+from taskvec.errors import UserError
+
+
+def read_all(path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            return frames
+        frames.append(img)
+
+
+def test_lowlight_clip_and_clean_reference(tmp_path):
+    path = make_sample_clip("lowlight", tmp_path / "ll.mp4", frames=6, size=(96, 72))
+    dark, clean = read_all(path), read_all(clean_path(path))
+    assert len(dark) == len(clean) == 6 and dark[0].shape == (72, 96, 3)
+    assert np.mean(dark) < 0.6 * np.mean(clean)
+    assert not np.array_equal(dark[0], dark[-1])  # the camera moves
+
+
+def test_inpainting_clip_has_no_reference(tmp_path):
+    path = make_sample_clip("inpainting", tmp_path / "ip.mp4", frames=4, size=(64, 48))
+    assert len(read_all(path)) == 4 and not clean_path(path).exists()
+    with pytest.raises(UserError):
+        make_sample_clip("juggling", tmp_path / "x.mp4")
+
+
+def test_darken_is_deterministic():
+    img = np.full((8, 8, 3), 128, np.uint8)
+    assert np.array_equal(darken(img, 5), darken(img, 5))
+    assert not np.array_equal(darken(img, 5), darken(img, 6))
+
+
+def test_sample_source_through_open_source():
+    from runtime.sources import open_source
+
+    with open_source("sample:lowlight?frames=3&width=64&height=48") as src:
+        assert src.size == (64, 48)
+        assert sum(1 for _ in src) == 3
+
+
+def test_before_after_panel(tmp_path):
+    a = np.zeros((40, 60, 3), np.uint8)
+    b = np.full((80, 120, 3), 255, np.uint8)
+    p = write_before_after(a, b, tmp_path / "ba.png")
+    img = cv2.imread(str(p))
+    assert img.shape == (40, 60 + 4 + 60, 3)

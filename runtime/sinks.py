@@ -185,6 +185,7 @@ class VideoFileSink(Sink):
             self.temp_path.unlink(missing_ok=True)
             return
         try:
+            os.chmod(self.temp_path, 0o644)  # mkstemp made it 0600; the result is a normal file
             os.replace(self.temp_path, self.path)
         except OSError as e:
             self.temp_path.unlink(missing_ok=True)

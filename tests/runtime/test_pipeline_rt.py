@@ -47,6 +47,7 @@ def test_pipeline_writes_every_frame_and_stats(tmp_path, clip, lut_backend):
     panel = cv2.imread(str(ba))
     assert panel.shape[0] == 64 and panel.shape[1] > 2 * 96
     assert not list(tmp_path.glob(".*"))  # no temporary files left
+    assert out.stat().st_mode & 0o044 == 0o044  # readable like any file, not mkstemp's 0600
 
 
 def test_frames_limit_and_loop(tmp_path, clip, lut_backend):

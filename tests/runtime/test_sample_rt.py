@@ -55,3 +55,19 @@ def test_before_after_panel(tmp_path):
     p = write_before_after(a, b, tmp_path / "ba.png")
     img = cv2.imread(str(p))
     assert img.shape == (40, 60 + 4 + 60, 3)
+
+
+def test_lowlight_output_is_closer_to_the_clean_clip(tmp_path):
+    """PSNR gain on the held-out sample clip with the shipped tiny model (zero-shot; the task
+    vector, where shipped, only adds to it)."""
+    from runtime.backends.torch import TorchBackend
+    from runtime.predictor import LowLightEnhancer
+    from taskvec.checkpoint import load_model
+
+    path = make_sample_clip("lowlight", tmp_path / "ll.mp4", frames=4, size=(160, 120))
+    dark, clean = read_all(path), read_all(clean_path(path))
+    enhancer = LowLightEnhancer(TorchBackend(load_model("tiny"), {}, device="cpu"))
+    p_in = np.mean([cv2.PSNR(d, c) for d, c in zip(dark, clean)])
+    p_out = np.mean([cv2.PSNR(enhancer(d), c) for d, c in zip(dark, clean)])
+    print(f"low-light PSNR vs clean: input {p_in:.2f} dB → output {p_out:.2f} dB")
+    assert p_out > p_in + 3.0

@@ -45,12 +45,12 @@ def cli_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class OneLineGroup(click.Group):
-    """A click group whose usage errors are one line too (``error: …``, exit 2)."""
+class _OneLineMain:
+    """Mixin for click commands: usage errors are one line too (``error: …``, exit 2)."""
 
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)  # type: ignore[misc]
         except click.ClickException as e:
             print(f"error: {one_line(e.format_message())}", file=sys.stderr)
             sys.exit(e.exit_code)
@@ -62,10 +62,12 @@ class OneLineGroup(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-class OneLineCommand(click.Command):
-    """A single click command with one-line usage errors (see :class:`OneLineGroup`)."""
+class OneLineGroup(_OneLineMain, click.Group):
+    """A click group with one-line usage errors."""
 
-    main = OneLineGroup.main  # type: ignore[assignment]
+
+class OneLineCommand(_OneLineMain, click.Command):
+    """A single click command with one-line usage errors."""
 
 
 @contextmanager

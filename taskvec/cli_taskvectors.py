@@ -1,0 +1,138 @@
+"""``taskvec collect | search | evaluate | figure`` — thin shells over importable functions.
+
+Registered on the ``taskvec`` group by :mod:`taskvec.cli`. Every command shows progress
+bars, ends bad input with one ``error: …`` line and exit status 2, and writes its
+output files atomically (nothing is left behind on failure).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from taskvec.checkpoint import DEFAULT_MODEL
+from taskvec.errors import UserError, atomic_path, cli_errors
+from taskvec.tasks import list_tasks
+
+IMAGES_HELP = (
+    "image folder, or packaged:train / packaged:val (crops of the packaged photos; procedural "
+    "scenes with masks for segmentation). Segmentation folders: DIR/images + DIR/masks, or a VOC tree"
+)
+task_option = click.option("--task", required=True, type=click.Choice(list_tasks()), help="task name")
+images_option = click.option("--images", required=True, help=IMAGES_HELP)
+model_option = click.option("--model", default=DEFAULT_MODEL, show_default=True, help="model name, random:NAME or .safetensors")
+pool_option = click.option("--pool", default=512, show_default=True, help="images drawn from packaged:* sources")
+
+
+def _out_path(path: str, suffix: str) -> None:
+    if not path.endswith(suffix):
+        raise UserError(f"{path}: the output must end in {suffix}")
+
+
+@click.command()
+@task_option
+@images_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="means file (.safetensors + .json)")
+@model_option
+@click.option("--n", "n", default=512, show_default=True, help="in-context canvases to average over (in total)")
+@click.option("--batch", default=64, show_default=True, help="canvases per forward (kept from the file on --resume)")
+@click.option("--seed", default=0, show_default=True)
+@pool_option
+@click.option("--resume", is_flag=True, help="continue the collection in OUT up to --n canvases (same result as one run)")
+@cli_errors
+def collect(task, images, out, model, n, batch, seed, pool, resume) -> None:
+    """Average every head's output per canvas token over in-context prompts of TASK.
+
+    Each canvas holds an example pair and a query with the answer cell masked (the
+    in-context layout), drawn from IMAGES. The means are saved every 30 s and on
+    Ctrl-C, so an interrupted run continues with --resume."""
+    from taskvec.pipeline import run_collect
+
+    _out_path(out, ".safetensors")
+    rm = run_collect(task, images, out, model, n, batch, seed, pool, resume)
+    click.echo(f"wrote {out} ({rm.n_seen} canvases)")
+
+
+@click.command()
+@task_option
+@images_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="task-vector file (.safetensors; .json and .png beside it)")
+@click.option("--method", type=click.Choice(["reinforce", "cma", "grs"]), default="reinforce", show_default=True)
+@click.option("--granularity", type=click.Choice(["head", "region", "token"]), default="region", show_default=True,
+              help="site = head (all tokens), head×region (cls/query/answer), or head×token")  # fmt: skip
+@click.option("--steps", type=int, default=None, help="REINFORCE steps / GRS max rounds (default: the method's)")
+@click.option("--seed", default=0, show_default=True, help="same seed → identical result")
+@click.option("--means", "means_file", type=click.Path(dir_okay=False), help="means from `taskvec collect` (default: collect --n-means now)")
+@click.option("--n-means", default=512, show_default=True, help="canvases for the means when --means is not given")
+@click.option("--reward", type=click.Choice(["auto", "metric", "mse"]), default="auto", show_default=True,
+              help="auto: PSNR, or −MSE for segmentation; metric: PSNR/IoU; mse: −normalised MSE")  # fmt: skip
+@click.option("--k", type=int, default=None, help="REINFORCE: site-sets per step")
+@click.option("--r", type=int, default=None, help="REINFORCE: training queries per step")
+@model_option
+@pool_option
+@cli_errors
+def search(task, images, out, method, granularity, steps, seed, means_file, n_means, reward, k, r, model, pool) -> None:
+    """Search which head outputs to patch so the zero-shot model does TASK.
+
+    Writes the task vector, its JSON sidecar and a PNG of the search curve. The image
+    pool is split 75/25 into training and validation queries."""
+    from taskvec.pipeline import run_search_cli
+
+    _out_path(out, ".safetensors")
+    tv = run_search_cli(task, images, out, method, granularity, steps, seed, means_file, n_means, reward,
+                        model, pool, k=k, r=r)  # fmt: skip
+    click.echo(f"wrote {out} ({tv.num_sites} sites, {method}, val {tv.meta['metrics'].get('val', float('nan')):.4g})")
+
+
+@click.command()
+@task_option
+@images_option
+@click.option("--json", "json_out", required=True, type=click.Path(dir_okay=False), help="results file")
+@click.option("--taskvec", "taskvec_file", type=click.Path(dir_okay=False), help="task vector (default: the shipped one)")
+@click.option("--cma", "cma_file", type=click.Path(dir_okay=False), help="CMA vector (default: searched now)")
+@click.option("--grs", "grs_file", type=click.Path(dir_okay=False), help="GRS vector (default: searched now)")
+@click.option("--n", "n", default=96, show_default=True, help="held-out queries (packaged:* sources)")
+@click.option("--seed", default=1, show_default=True, help="seed of the held-out crops/scenes and task parameters")
+@click.option("--train-images", default="packaged:train", show_default=True, help="images for on-the-fly CMA/GRS searches")
+@model_option
+@cli_errors
+def evaluate(task, images, json_out, taskvec_file, cma_file, grs_file, n, seed, train_images, model) -> None:
+    """Compare zero-shot, one-shot, CMA, GRS and the task vector on held-out IMAGES.
+
+    One-shot prompts take their example pair from another held-out image. Prints a
+    table and writes the rows as JSON."""
+    from taskvec.evaluate import format_table, run_evaluate
+
+    _out_path(json_out, ".json")
+    res = run_evaluate(task, images, model, taskvec_file, cma_file, grs_file, n, seed, train_images)
+    with atomic_path(json_out) as tmp:
+        tmp.write_text(json.dumps(res, indent=2) + "\n")
+    click.echo(format_table([res]))
+    click.echo(f"wrote {json_out}")
+
+
+@click.command()
+@task_option
+@images_option
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG grid")
+@click.option("--rows", default=6, show_default=True, help="images (one row each)")
+@click.option("--taskvec", "taskvec_file", type=click.Path(dir_okay=False), help="task vector (default: the shipped one)")
+@click.option("--cma", "cma_file", type=click.Path(dir_okay=False), help="CMA vector (default: searched now)")
+@click.option("--grs", "grs_file", type=click.Path(dir_okay=False), help="GRS vector (default: searched now)")
+@click.option("--seed", default=1, show_default=True)
+@click.option("--train-images", default="packaged:train", show_default=True, help="images for on-the-fly CMA/GRS searches")
+@model_option
+@cli_errors
+def figure(task, images, out, rows, taskvec_file, cma_file, grs_file, seed, train_images, model) -> None:
+    """Side-by-side grid: query | zero-shot | one-shot | CMA | GRS | task vector | target."""
+    from taskvec.figure import run_figure
+
+    _out_path(out, ".png")
+    run_figure(task, images, out, model, rows, taskvec_file, cma_file, grs_file, seed, train_images)
+    click.echo(f"wrote {out}")
+
+
+COMMANDS = [collect, search, evaluate, figure]

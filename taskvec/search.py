@@ -1,0 +1,96 @@
+"""Site search front door: one call from (model, task, means, images) to a task vector.
+
+The methods live in their own modules — :mod:`taskvec.search_reinforce` (the product's
+method), :mod:`taskvec.search_cma` and :mod:`taskvec.search_grs` (baselines) — and all
+run on the same sites (:func:`taskvec.sites.enumerate_sites`), the same means and the
+same training/validation split of the image pool, with the batched objective of
+:mod:`taskvec.search_common`. A fixed seed gives an identical result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal
+
+from taskvec.activations import RunningMeans
+from taskvec.errors import UserError
+from taskvec.imagesets import ImageSet
+from taskvec.model import MaeVQGAN
+from taskvec.search_cma import CmaConfig, search_cma
+from taskvec.search_common import Objective, Queries, SearchResult, plot_curve
+from taskvec.search_grs import GrsConfig, search_grs
+from taskvec.search_reinforce import ReinforceConfig, search_reinforce
+from taskvec.sites import SiteSpace, enumerate_sites
+from taskvec.taskvector import TaskVector, make_taskvector
+
+Method = Literal["reinforce", "cma", "grs"]
+METHODS: tuple[str, ...] = ("reinforce", "cma", "grs")
+_RUNNERS = {"reinforce": (ReinforceConfig, search_reinforce), "cma": (CmaConfig, search_cma), "grs": (GrsConfig, search_grs)}
+# --steps means: REINFORCE steps; GRS at most that many rounds; CMA has no steps.
+_STEPS_FIELD = {"reinforce": "steps", "grs": "max_rounds"}
+
+
+def make_config(method: str, seed: int = 0, steps: int | None = None, **overrides: Any):
+    """The method's config dataclass with ``seed``, ``steps`` and any field overrides."""
+    if method not in _RUNNERS:
+        raise UserError(f"unknown search method {method!r}; choose from {', '.join(METHODS)}")
+    cls = _RUNNERS[method][0]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kw = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(kw) - fields
+    if unknown:
+        raise UserError(f"{method} has no option {sorted(unknown)[0]!r}")
+    if steps is not None and method in _STEPS_FIELD:
+        kw[_STEPS_FIELD[method]] = steps
+    return cls(seed=seed, **kw)
+
+
+def run_search(
+    model: MaeVQGAN,
+    means: RunningMeans,
+    pool: ImageSet,
+    method: str = "reinforce",
+    granularity: str = "region",
+    reward: str = "auto",
+    seed: int = 0,
+    steps: int | None = None,
+    val_fraction: float = 0.25,
+    progress: bool = True,
+    **overrides: Any,
+) -> tuple[SearchResult, TaskVector]:
+    """Search sites for ``means.task`` on ``pool`` (split into train / validation queries)."""
+    means.check_model(model)
+    task = means.task
+    cfg = make_config(method, seed, steps, **overrides)
+    sites = enumerate_sites(model.cfg, granularity)  # type: ignore[arg-type]
+    space = SiteSpace(model.cfg, sites)
+    n_val = max(1, int(round(len(pool) * val_fraction)))
+    if len(pool) - n_val < 1:
+        raise UserError(f"need at least 2 images to search, got {len(pool)}")
+    train_pool, val_pool = pool.split(len(pool) - n_val)
+    obj = Objective(model, task, space, means.means(), reward)
+    runner = _RUNNERS[method][1]
+    result = runner(obj, Queries(task, train_pool), Queries(task, val_pool), cfg, progress=progress)  # type: ignore[operator]
+    result.config.update(reward=obj.reward, granularity=granularity, forwards=obj.forwards)
+    meta: dict[str, Any] = {
+        "search": {"method": method, **result.config},
+        "data": {"images": pool.source, "train": len(train_pool), "val": len(val_pool)},
+        "metrics": result.summary,
+    }
+    if result.probs is not None:
+        meta["site_probabilities"] = {str(s): round(float(p), 4) for s, p in zip(sites, result.probs)}
+    if result.scores is not None:
+        meta["site_gains"] = {str(s): round(float(g), 4) for s, g in zip(sites, result.scores)}
+    tv = make_taskvector(model, means, sites, result.selection, method=method, granularity=granularity, **meta)
+    return result, tv
+
+
+def save_search(result: SearchResult, tv: TaskVector, out: str | Path) -> tuple[Path, Path]:
+    """Write the vector (``out`` + JSON) and its curve (``out`` with .png). Returns both paths."""
+    out = Path(out)
+    png = out.with_suffix(".png")
+    title = f"{result.method} · {tv.task} · {tv.num_sites} sites"
+    plot_curve(result, png, title)
+    tv.save(out)
+    return out, png

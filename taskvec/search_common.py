@@ -1,0 +1,167 @@
+"""What every site search shares: training queries, the batched objective, results, plots.
+
+The objective scores K site-sets on R zero-shot queries in ONE forward of K·R canvases
+(sample i uses patch row i // R, see :class:`taskvec.model.Patch`), so a search step
+costs one batched forward rather than K·R small ones.
+
+Rewards (``reward``):
+
+- ``metric`` — the task's metric per query: PSNR (dB) or IoU for segmentation;
+- ``mse`` — minus the MSE in ImageNet-normalised space (the paper's loss);
+- ``auto`` — ``mse`` for segmentation (IoU after rounding is flat for most small
+  changes, a poor signal for few samples), ``metric`` (PSNR) otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import torch
+from torch import Tensor
+
+from taskvec import geometry as G
+from taskvec.imagesets import ImageSet, make_queries
+from taskvec.metrics import iou, mse_normalized, psnr
+from taskvec.model import BlockId, MaeVQGAN
+from taskvec.sites import SiteSpace
+from taskvec.tasks import get_task
+
+RewardName = Literal["auto", "metric", "mse"]
+REWARDS: tuple[str, ...] = ("auto", "metric", "mse")
+MAX_BATCH = 256  # canvases per forward; K·R above this is split over K
+
+
+def resolve_reward(task: str, reward: str) -> str:
+    if reward not in REWARDS:
+        raise ValueError(f"unknown reward {reward!r}; choose from {', '.join(REWARDS)}")
+    if reward == "auto":
+        return "mse" if get_task(task).metric == "iou" else "metric"
+    return reward
+
+
+def per_sample_reward(task: str, reward: str, pred: Tensor, target: Tensor) -> Tensor:
+    """[B,3,111,111] in [0,1] → reward per sample [B] (higher is better)."""
+    r = resolve_reward(task, reward)
+    if r == "mse":
+        return -mse_normalized(pred, target)
+    return iou(pred, target) if get_task(task).metric == "iou" else psnr(pred, target)
+
+
+class Queries:
+    """Zero-shot queries from an image pool: task input canvases and targets."""
+
+    def __init__(self, task: str, pool: ImageSet, variant: str = "paper") -> None:
+        self.task, self.pool, self.variant = task, pool, variant
+
+    def sample(self, r: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``r`` random queries → (normalised zero-shot canvases [r,3,224,224], targets [r,3,111,111])."""
+        idx = torch.randint(0, len(self.pool), (r,), generator=gen)
+        return self._build(idx, gen)
+
+    def fixed(self, n: int, seed: int) -> tuple[Tensor, Tensor]:
+        """The first ``n`` pool images (cycled) with task parameters from ``seed``."""
+        idx = torch.arange(n) % len(self.pool)
+        return self._build(idx, torch.Generator().manual_seed(seed))
+
+    def _build(self, idx: Tensor, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        m = self.pool.masks
+        q_in, target = make_queries(self.task, self.pool.images[idx], None if m is None else m[idx], gen, self.variant)
+        return G.normalize(G.make_canvas(None, None, q_in)), target
+
+
+class Objective:
+    """Scores site-sets: selection [K,S] {0,1} → reward [K,R] on R queries, batched."""
+
+    def __init__(self, model: MaeVQGAN, task: str, space: SiteSpace, means: Mapping[BlockId, Tensor],
+                 reward: str = "auto", max_batch: int = MAX_BATCH) -> None:  # fmt: skip
+        self.model, self.task, self.space, self.means = model, task, space, means
+        self.reward = resolve_reward(task, reward)
+        self.max_batch = max_batch
+        self.layout = G.get_layout("zero-shot")
+        self.forwards = 0  # canvases run so far
+
+    @property
+    def num_sites(self) -> int:
+        return len(self.space)
+
+    @torch.inference_mode()
+    def answers(self, selection: Tensor, canvases: Tensor) -> Tensor:
+        """selection [K,S], canvases [R,3,224,224] → answers [K,R,3,111,111]."""
+        sel = selection.reshape(-1, self.num_sites)
+        k_all, r = sel.shape[0], canvases.shape[0]
+        step = max(1, self.max_batch // r)
+        dev = next(self.model.parameters()).device
+        outs = []
+        for k0 in range(0, k_all, step):
+            s = sel[k0 : k0 + step].to(dev)
+            patches = self.space.patches(s, self.means)
+            batch = canvases.to(dev).repeat(s.shape[0], 1, 1, 1)
+            outs.append(self.model(batch, self.layout, patches=patches).answer.cpu())
+            self.forwards += batch.shape[0]
+        return torch.cat(outs).reshape(k_all, r, *outs[0].shape[1:])
+
+    def score(self, selection: Tensor, canvases: Tensor, targets: Tensor) -> Tensor:
+        """Reward per site-set and query [K,R]."""
+        ans = self.answers(selection, canvases)
+        k, r = ans.shape[:2]
+        tgt = targets.repeat(k, 1, 1, 1)
+        return per_sample_reward(self.task, self.reward, ans.reshape(k * r, *ans.shape[2:]), tgt).reshape(k, r)
+
+
+@dataclass
+class SearchResult:
+    """Outcome of one search: the chosen selection [S] and the curve."""
+
+    method: str
+    selection: Tensor  # [S] in {0,1}
+    history: list[dict[str, float]] = field(default_factory=list)
+    probs: Tensor | None = None  # REINFORCE: final p per site
+    scores: Tensor | None = None  # CMA: gain per site
+    config: dict[str, Any] = field(default_factory=dict)
+    summary: dict[str, float] = field(default_factory=dict)  # train/val reward of the final set, zero-shot
+
+    @property
+    def num_selected(self) -> int:
+        return int(self.selection.sum().item())
+
+
+def config_dict(cfg: Any) -> dict[str, Any]:
+    return asdict(cfg)
+
+
+def plot_curve(result: SearchResult, path: str | Path, title: str) -> Path:
+    """PNG of the search curve: reward (left axis) and patched-site count (right) per step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from taskvec.errors import atomic_path
+
+    h = result.history
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
+    xs = [e["step"] for e in h]
+    for key, style in (("reward", "-"), ("best", "--"), ("val", "o-")):
+        pts = [(e["step"], e[key]) for e in h if key in e]
+        if pts:
+            ax.plot(*zip(*pts), style, label=key, markersize=3)
+    zs = result.summary.get("zero_shot_val")
+    if zs is not None and xs:
+        ax.axhline(zs, color="grey", lw=0.8, ls=":", label="zero-shot (val)")
+    ax.set_xlabel("step")
+    ax.set_ylabel(f"reward ({result.config.get('reward', '')})")
+    ax.legend(loc="lower right", fontsize=8)
+    ax2 = ax.twinx()
+    pts = [(e["step"], e["sites"]) for e in h if "sites" in e]
+    if pts:
+        ax2.plot(*zip(*pts), color="tab:red", alpha=0.4, lw=1)
+    ax2.set_ylabel("patched sites", color="tab:red")
+    ax.set_title(title)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path

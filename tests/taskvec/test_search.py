@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from taskvec import geometry as G
+from taskvec.activations import collect_means
+from taskvec.checkpoint import load_model
+from taskvec.imagesets import ImageSet
+from taskvec.search import run_search, save_search
+from taskvec.search_cma import candidate_ks
+from taskvec.search_common import Objective, Queries
+from taskvec.sites import SiteSpace, enumerate_sites
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("random:micro_pixel")
+
+
+@pytest.fixture(scope="module")
+def pool():
+    return ImageSet(torch.rand(8, 3, G.CELL, G.CELL, generator=torch.Generator().manual_seed(0)), None, "test")
+
+
+@pytest.fixture(scope="module")
+def means(model, pool):
+    return collect_means(model, "inpainting", pool.images, 8, batch=8, progress=False)
+
+
+def test_batched_equals_separate_forwards(model, means, pool):
+    sites = enumerate_sites(model.cfg)
+    space = SiteSpace(model.cfg, sites)
+    obj = Objective(model, "inpainting", space, means.means(), max_batch=1000)
+    canv, _ = Queries("inpainting", pool).fixed(3, seed=0)
+    sel = torch.bernoulli(torch.full((5, len(sites)), 0.4), generator=torch.Generator().manual_seed(1))
+    batched = obj.answers(sel, canv)  # one forward of 15 canvases
+    layout = G.get_layout("zero-shot")
+    with torch.no_grad():
+        for k in range(5):
+            single = model(canv, layout, patches=space.patches(sel[k : k + 1], means.means())).answer
+            assert (batched[k] - single).abs().max() < 1e-5
+    chunked = Objective(model, "inpainting", space, means.means(), max_batch=6).answers(sel, canv)
+    assert (chunked - batched).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("method", ["reinforce", "cma", "grs"])
+def test_same_seed_same_vector(model, means, pool, method, tmp_path):
+    kw = dict(steps=3, k=4, r=2, n_val=2) if method == "reinforce" else dict(n_train=2, n_val=2)
+    if method == "grs":
+        kw.update(n_random=4, moves=3, steps=3)
+    a = run_search(model, means, pool, method, seed=5, progress=False, **kw)
+    b = run_search(model, means, pool, method, seed=5, progress=False, **kw)
+    assert torch.equal(a[0].selection, b[0].selection)
+    assert a[1].sites == b[1].sites and a[1].mul.keys() == b[1].mul.keys()
+    assert all(torch.equal(a[1].add[k], b[1].add[k]) for k in a[1].add)
+    assert a[0].selection.shape == (len(enumerate_sites(model.cfg)),)
+    out, png = save_search(a[0], a[1], tmp_path / f"{method}.safetensors")
+    assert out.is_file() and png.is_file() and png.read_bytes()[:4] == b"\x89PNG"
+    if method == "reinforce":
+        assert set(a[1].meta["site_probabilities"]) == {str(s) for s in enumerate_sites(model.cfg)}
+
+
+def test_granularities(model, means, pool):
+    for gran in ("head", "token"):
+        _, tv = run_search(model, means, pool, "reinforce", gran, steps=1, k=2, r=1, n_val=1, progress=False)
+        assert tv.granularity == gran
+
+
+def test_candidate_ks():
+    assert candidate_ks(20) == [1, 2, 3, 4, 6, 9, 14, 20]
+    assert candidate_ks(1) == [1]

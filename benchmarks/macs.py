@@ -41,12 +41,27 @@ BASELINE = "in-context-full-decode"
 RESULTS = Path(__file__).parent / "results"
 
 
+def _weights_as_inputs(model: onnx.ModelProto, max_elements: int = 4096) -> None:
+    """Turn large (or external-data) initializers into graph inputs of the same type and
+    shape, so shape inference never reads weights; small ones (shape constants) stay."""
+    keep, moved = [], []
+    for t in model.graph.initializer:
+        n = int(np.prod(t.dims)) if t.dims else 1
+        if n > max_elements or t.data_location == onnx.TensorProto.EXTERNAL:
+            moved.append(onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+        else:
+            keep.append(t)
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    model.graph.input.extend(moved)
+
+
 def _shapes(model: onnx.ModelProto) -> dict[str, list[int | None]]:
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     for i in model.graph.input:
         dims = i.type.tensor_type.shape.dim
-        if dims and dims[0].dim_param:
+        if dims and dims[0].dim_param:  # the batch
             dims[0].dim_value = 1  # per image
     inferred = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
     out: dict[str, list[int | None]] = {}
@@ -64,6 +79,7 @@ def count_macs(path: str | Path) -> dict[str, int]:
     """MACs per image by op type for the ONNX file at ``path`` (weights not loaded)."""
     model = onnx.load(str(path), load_external_data=False)
     weights = {t.name for t in model.graph.initializer}
+    _weights_as_inputs(model)
     shapes = _shapes(model)
     macs: dict[str, int] = defaultdict(int)
     for node in model.graph.node:

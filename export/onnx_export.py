@@ -339,13 +339,21 @@ def export_task(
             examples = (SPEC.example_in_name, SPEC.example_out_name) if graph == "in-context" else ()
             report = C.compare_with_torch(tmp / "debug.onnx", module, module_feeds, examples, batch=check_batch)
             log(report.line())
-        decodes = compare_decodes(net, halo) if graph == "in-context" else None
+        decodes = compare_decodes(net, halo, batch=1) if graph == "in-context" else None
         if decodes:
             log(f"answer-only vs full-canvas VQGAN decode: {json.dumps(decodes)}")
         data_dst = out / data.name if data else None
+        for f in (final, data):
+            if f is not None:
+                os.chmod(f, 0o644)
         if data is not None:
             os.replace(data, data_dst)
-        os.replace(final, dst)
+        try:
+            os.replace(final, dst)
+        except BaseException:
+            if data_dst is not None:
+                data_dst.unlink(missing_ok=True)
+            raise
     result = ExportResult(task, graph, dst, sidecar, data_dst, meta, report, patch_nodes, counts,
                           time.perf_counter() - t0, decodes)
     _write_sidecar(result)

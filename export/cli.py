@@ -14,18 +14,18 @@ import click
 from export.spec import GRAPH_KINDS
 from taskvec.checkpoint import DEFAULT_MODEL
 from taskvec.config import list_configs
-from taskvec.errors import cli_errors
+from taskvec.errors import OneLineCommand, cli_errors
 from taskvec.tasks import list_tasks
 
 MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME ({', '.join(list_configs())}), or a .safetensors path"
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--task", required=True, type=click.Choice(list_tasks()), help="task name")
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
-@click.option("--taskvec", "taskvec_file", default=None, type=click.Path(dir_okay=False),
+@click.option("--taskvec", "taskvec_file", default=None, metavar="FILE",
               help="task-vector file (default: the one shipped for the task and model)")
-@click.option("--out", "out_dir", default="exported", show_default=True, type=click.Path(file_okay=False),
+@click.option("--out", "out_dir", default="exported", show_default=True, metavar="DIR",
               help="output folder")
 @click.option("--graph", type=click.Choice(GRAPH_KINDS), default="task", show_default=True,
               help="task: zero-shot with the task vector folded in; in-context: the one-shot prompt; "

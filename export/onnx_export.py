@@ -43,7 +43,7 @@ from export.wrapper import (
 )
 from taskvec import geometry as G
 from taskvec.checkpoint import DEFAULT_MODEL, load_model, model_fingerprint
-from taskvec.errors import UserError, atomic_path
+from taskvec.errors import UserError
 from taskvec.model import BlockId, MaeVQGAN
 from taskvec.tasks import get_task
 
@@ -343,20 +343,24 @@ def export_task(
         if decodes:
             log(f"answer-only vs full-canvas VQGAN decode: {json.dumps(decodes)}")
         data_dst = out / data.name if data else None
-        for f in (final, data):
+        result = ExportResult(task, graph, dst, sidecar, data_dst, meta, report, patch_nodes, counts,
+                              time.perf_counter() - t0, decodes)
+        tmp_sidecar = tmp / sidecar.name
+        _write_sidecar(result, tmp_sidecar)
+        # publish: data first, then the graph that refers to it, then the sidecar
+        for f in (final, data, tmp_sidecar):
             if f is not None:
                 os.chmod(f, 0o644)
-        if data is not None:
-            os.replace(data, data_dst)
+        published: list[Path] = []
         try:
-            os.replace(final, dst)
+            for src, target in ((data, data_dst), (final, dst), (tmp_sidecar, sidecar)):
+                if src is not None:
+                    os.replace(src, target)
+                    published.append(target)
         except BaseException:
-            if data_dst is not None:
-                data_dst.unlink(missing_ok=True)
+            for target in published:
+                target.unlink(missing_ok=True)
             raise
-    result = ExportResult(task, graph, dst, sidecar, data_dst, meta, report, patch_nodes, counts,
-                          time.perf_counter() - t0, decodes)
-    _write_sidecar(result)
     return result
 
 
@@ -369,7 +373,7 @@ def _writable_dir(out: Path) -> None:
         raise UserError(f"cannot write to output folder {out}: permission denied")
 
 
-def _write_sidecar(result: ExportResult) -> None:
+def _write_sidecar(result: ExportResult, path: Path) -> None:
     info = {
         **result.metadata,
         "files": {"onnx": result.onnx_path.name, "data": result.data_path.name if result.data_path else None},
@@ -380,8 +384,7 @@ def _write_sidecar(result: ExportResult) -> None:
         "export_seconds": round(result.seconds, 2),
         "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "dynamo": False},
     }
-    with atomic_path(result.json_path) as tmp:
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
+    path.write_text(json.dumps(info, indent=2) + "\n")
 
 
 def read_sidecar(onnx_path: str | os.PathLike) -> dict[str, Any]:

@@ -25,7 +25,7 @@ def _run(args, **kw):
 
 def test_unknown_task(tmp_path):
     code, out = _run(["--task", "nope", "--out", str(tmp_path)])
-    assert code != 0 and "nope" in out
+    assert code == 2 and "nope" in out and out.startswith("error:") and len(out.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
 
 
@@ -58,14 +58,17 @@ def test_wrong_task_in_taskvector(tmp_path, tiny, tiny_tv):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
-def test_unwritable_output(tmp_path, tiny, tiny_tv):
+def test_unwritable_output(tmp_path, tiny, tiny_tv, monkeypatch):
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
+    if os.geteuid() == 0:  # root ignores the mode bits: make the check see what a user would
+        real_access = os.access
+        monkeypatch.setattr(onnx_export.os, "access", lambda p, m: False if Path(p) == locked else real_access(p, m))
     try:
-        with pytest.raises(UserError, match="cannot write"):
-            export_task("inpainting", tiny, tiny_tv, locked)
+        code, out = _run(["--task", "inpainting", "--out", str(locked)])
+        assert code == 2 and out.strip().startswith("error: cannot write") and len(out.strip().splitlines()) == 1
+        assert list(locked.iterdir()) == []
     finally:
         locked.chmod(0o700)
 
@@ -103,15 +106,16 @@ def test_engine_without_tensorrt(tmp_path, micro_pixel):
     assert (tmp_path / "o" / "inpainting.onnx").is_file()
 
 
-def test_external_data_is_atomic(tmp_path, micro_pixel, monkeypatch):
-    """With external data, a failure while publishing leaves neither T.onnx nor T.onnx.data."""
+@pytest.mark.parametrize("fail_on", [".onnx", ".json"])
+def test_external_data_is_atomic(tmp_path, micro_pixel, monkeypatch, fail_on):
+    """With external data, a failure while publishing leaves none of T.onnx, T.onnx.data, T.json."""
     tv = random_taskvector(micro_pixel, "inpainting")
     res = export_task("inpainting", micro_pixel, tv, tmp_path / "ok", check=False, external_data=True)
     assert res.data_path is not None and res.data_path.is_file()
     real_replace = os.replace
 
     def failing_replace(src, dst):
-        if str(dst).endswith(".onnx"):
+        if str(dst).endswith(fail_on):
             raise OSError("disk full")
         real_replace(src, dst)
 

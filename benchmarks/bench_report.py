@@ -183,6 +183,7 @@ def write_plot(report: dict, path: str | Path) -> None:
         panels.setdefault(key, []).append(r)
     if not panels:
         raise UserError("no latency samples to plot")
+    panels = dict(sorted(panels.items(), key=lambda kv: kv[0] == "end to end"))  # end to end last
     n = len(panels)
     cols = min(2, n)
     rows = math.ceil(n / cols)
@@ -219,7 +220,9 @@ def _machine(env: dict) -> str:
     cpu = env.get("cpu") or {}
     v = env.get("versions") or {}
     host = f"{cpu.get('model')}, {cpu.get('cores_logical')} logical cores"
-    return f"{gpu} (host {host}; torch {v.get('torch')})" if gpu else f"{host} (torch {v.get('torch')}, onnxruntime {v.get('onnxruntime')})"
+    if gpu:
+        return f"{gpu} (host {host}; torch {v.get('torch')})"
+    return f"{host} (torch {v.get('torch')}, onnxruntime {v.get('onnxruntime')})"
 
 
 def results_readme(folder: Path = RESULTS) -> str:
@@ -234,15 +237,15 @@ def results_readme(folder: Path = RESULTS) -> str:
                   "Model forward only (float canvas in, answer cell out; no uint8 I/O, no export), batch 1, random "
                   "weights. `task-vector` = zero-shot layout with a task-vector patch on every block; `in-context` = "
                   "the one-shot prompt. Ratio = task-vector p50 / in-context p50 (< 1: the task vector is faster).", "",
-                  "| file | machine | model | graph | precision | CUDA graphs | p50 ms | p90 ms | p99 ms | FPS |",
-                  "|---|---|---|---|---|---|---:|---:|---:|---:|"]
+                  *[f"- Machine of `{f.name}`: {_machine(json.loads(f.read_text())['environment'])}." for f in h100], "",
+                  "| file | model | graph | precision | CUDA graphs | p50 ms | p90 ms | p99 ms | FPS |",
+                  "|---|---|---|---|---|---:|---:|---:|---:|"]
         ratio_lines = []
         for f in h100:
             d = json.loads(f.read_text())
-            m = _machine(d["environment"])
             for r in d["results"]:
                 lat = r["latency_ms"]
-                lines.append(f"| {f.name} | {m} | {r['model']} | {r['graph']} | {r['precision']} | "
+                lines.append(f"| {f.name} | {r['model']} | {r['graph']} | {r['precision']} | "
                              f"{'yes' if r['cuda_graphs'] else 'no'} | {lat['p50']} | {lat['p90']} | {lat['p99']} | "
                              f"{r['fps']} |")
             ratio_lines += [f"- {f.name}: {k} = {v}" for k, v in d["ratios"].items()]

@@ -14,7 +14,6 @@ from export.check import FP32_BOUND, ort_session, random_images
 from export.onnx_export import export_task, switch_feeds
 from export.spec import SPEC, IOSpec, parse_patch_name
 from taskvec.checkpoint import model_fingerprint
-from taskvec.prompting import zero_shot
 
 
 @pytest.fixture(scope="module")
@@ -94,20 +93,22 @@ def test_fp32_parity_measured(tiny_export, micro_export):
         assert r.check.max_abs_float <= FP32_BOUND and r.check.max_abs_uint8 <= 1
 
 
-def test_grey_level_parity_with_prompt(tiny_export, tiny, tiny_tv, tmp_path):
-    """ORT uint8 output vs taskvec.prompting.zero_shot (what `taskvec prompt --zero-shot`
-    runs) with the same task vector, via an image file like the CLI."""
-    from taskvec.prompting import read_rgb, write_rgb
+def test_grey_level_parity_with_prompt(tiny_export, tiny_tv, tmp_path):
+    """ORT uint8 output vs `taskvec prompt --zero-shot` (run_prompt) with the same task
+    vector file on the same image file: within 2 grey levels."""
+    import cv2
 
-    img = random_images(1, 99)
-    path = tmp_path / "q.png"
-    write_rgb(torch.from_numpy(img[0][..., ::-1].copy()).permute(2, 0, 1).float() / 255, path)
-    query = read_rgb(path)
-    ref, _ = zero_shot(tiny, query, tiny_tv.patches())
-    ref_bgr = (ref[0].permute(1, 2, 0).numpy()[..., ::-1] * 255 + 0.5).astype(np.uint8)
-    bgr = np.ascontiguousarray((query[0].permute(1, 2, 0).numpy()[..., ::-1] * 255 + 0.5).astype(np.uint8))
+    from taskvec.prompting import run_prompt
+
+    bgr = random_images(1, 99)[0]
+    query, answer, tv_file = tmp_path / "q.png", tmp_path / "a.png", tmp_path / "tv.safetensors"
+    cv2.imwrite(str(query), bgr)
+    tiny_tv.save(tv_file)
+    run_prompt("inpainting", str(query), str(answer), use_zero_shot=True, taskvec_file=str(tv_file), model_spec="tiny")
+    ref = cv2.imread(str(answer), cv2.IMREAD_COLOR)
     out = ort_session(tiny_export.onnx_path).run(None, {SPEC.input_name: bgr[None]})[0][0]
-    assert np.abs(out.astype(int) - ref_bgr.astype(int)).max() <= 2
+    assert ref.shape == out.shape == (111, 111, 3)
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 2
 
 
 def test_vq_halo_crop_matches_answer_geometry(micro_export):

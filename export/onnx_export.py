@@ -44,7 +44,7 @@ from export.wrapper import (
 from taskvec import geometry as G
 from taskvec.checkpoint import DEFAULT_MODEL, load_model, model_fingerprint
 from taskvec.errors import UserError
-from taskvec.model import BlockId, MaeVQGAN
+from taskvec.model import MaeVQGAN
 from taskvec.tasks import get_task
 
 EXTERNAL_DATA_BYTES = 1 << 30  # weights above 1 GiB go to T.onnx.data

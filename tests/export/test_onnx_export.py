@@ -7,7 +7,6 @@ import json
 import numpy as np
 import onnx
 import pytest
-import torch
 
 from export import graph_edit as E
 from export.check import FP32_BOUND, ort_session, random_images

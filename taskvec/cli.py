@@ -108,10 +108,8 @@ def train(config, out, steps, batch, lr, seed, images, resume, device, eval_ever
 
 def _register_optional_commands() -> None:
     """Commands that live in their own modules (collect/search/evaluate/figure)."""
-    try:
-        from taskvec import cli_taskvectors
-    except ImportError:
-        return
+    from taskvec import cli_taskvectors
+
     for cmd in cli_taskvectors.COMMANDS:
         main.add_command(cmd)
 

@@ -8,8 +8,6 @@ output files atomically (nothing is left behind on failure).
 from __future__ import annotations
 
 import json
-import sys
-import time
 
 import click
 

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from taskvec.errors import OneLineCommand, UserError, cli_errors, one_line
+from taskvec.errors import OneLineCommand, UserError, cli_errors
 
 EPILOG = """\b
 Examples:
@@ -18,24 +18,6 @@ Examples:
   tvbench --task inpainting --model random:vit_large --duration 20 --warmup 2 --frames 10
   tvbench --task lowlight --backend tensorrt,torch --precision fp16,fp32 --batch 1,4 --cuda-graphs
 """
-
-
-class _Command(OneLineCommand):
-    """OneLineCommand with its ``main`` bound to this class (the borrowed
-    ``OneLineGroup.main`` uses a zero-argument ``super()`` that fails on a Command)."""
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
-        try:
-            rv = click.Command.main(self, args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.ClickException as e:
-            print(f"error: {one_line(e.format_message())}", file=sys.stderr)
-            sys.exit(e.exit_code)
-        except click.exceptions.Abort:
-            print("aborted", file=sys.stderr)
-            sys.exit(130)
-        if not standalone_mode:
-            return rv
-        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 def split_list(text: str | None, kind=str, name: str = "value") -> tuple:
@@ -48,7 +30,7 @@ def split_list(text: str | None, kind=str, name: str = "value") -> tuple:
         raise UserError(f"bad --{name} {text!r}: expected a comma-separated list") from None
 
 
-@click.command(cls=_Command, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"],
+@click.command(cls=OneLineCommand, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"],
                                                               "max_content_width": 100})
 @click.option("--task", required=True, help="task whose graph is measured (lowlight, inpainting, …)")
 @click.option("--model", default="tiny", show_default=True, help="tiny | random:vit_large | PATH.safetensors")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from taskvec.errors import UserError, one_line
+from taskvec.errors import OneLineCommand, UserError, one_line
 
 TASKS = ("lowlight", "inpainting")
 
@@ -32,22 +32,6 @@ Examples:
   tvrun --source sample:inpainting --task inpainting --mask-rect 280,200,80,60 --headless --output out/fill.mp4
   tvrun --camera 0 --task inpainting   draw the hole with the left mouse button, right button clears
 """
-
-
-class _Command(click.Command):
-    """Usage errors as one line (``error: …``, exit 2). (taskvec.errors.OneLineCommand borrows
-    OneLineGroup.main, whose zero-argument super() fails on a plain Command.)"""
-
-    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
-        try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
-        except click.ClickException as e:
-            print(f"error: {one_line(e.format_message())}", file=sys.stderr)
-            sys.exit(e.exit_code)
-        except click.exceptions.Abort:
-            print("aborted", file=sys.stderr)
-            sys.exit(130)
-        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 def default_cache_dir() -> Path:
@@ -99,7 +83,7 @@ def cached_onnx(task: str, model: str = "tiny", cache_dir: str | os.PathLike[str
     return Path(result.onnx_path)
 
 
-@click.command(cls=_Command, epilog=EPILOG,
+@click.command(cls=OneLineCommand, epilog=EPILOG,
                context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--camera", type=int, default=None, metavar="N", help="V4L2 camera index (same as --source N)")
 @click.option("--source", default=None, metavar="URI",

@@ -91,7 +91,7 @@ def run_prompt(task, query, out, example_in=None, example_out=None, canvas_out=N
         from taskvec.taskvector import load_taskvector
 
         tv = load_taskvector(task, model, taskvec_file)
-        answer, canvas = zero_shot(model, q, tv.patches(model.cfg))
+        answer, canvas = zero_shot(model, q, tv.patches())
     else:
         if example_in is not None:
             ex_in, ex_out = read_rgb(example_in), read_rgb(example_out)

@@ -246,7 +246,7 @@ class MaeVQGAN(nn.Module):
             logits = self.decoder_pred(ans)
             block = self.decode_logits(logits, G.GRID // 2)
             return ModelOutput(G.answer_from_block(block), None, logits, y, heads)
-        pix = self.pixel_tokens(ans, canvas, idx["answer_tokens"])
+        pix = self.pixel_tokens(ans, canvas)
         block = G.unpatchify(pix, G.GRID // 2, G.GRID // 2)
         answer_norm = G.answer_from_block(block)
         answer = G.denormalize(answer_norm).clamp(0, 1)
@@ -264,14 +264,13 @@ class MaeVQGAN(nn.Module):
                 "dec_gather": torch.tensor(layout.decoder_gather(), device=device),
                 "dec_slots": torch.tensor(layout.dec_slots, device=device),
                 "answer": torch.tensor(layout.answer_dec_index(), device=device),
-                "answer_tokens": torch.tensor(G.cell_tokens("answer"), device=device),
             }
         return cache[key]
 
     # ------------------------------------------------------------------ heads
-    def pixel_tokens(self, feats: Tensor, canvas: Tensor, tokens: list[int] | Tensor) -> Tensor:
-        """Pixel head on decoder features [B,n,Dd] of canvas ``tokens`` → [B,n,16·16·3]
-        ImageNet-normalised pixels.
+    def pixel_tokens(self, feats: Tensor, canvas: Tensor, tokens: list[int] | None = None) -> Tensor:
+        """Pixel head on decoder features [B,n,Dd] of canvas ``tokens`` (default: the answer
+        cell's 49) → [B,n,16·16·3] ImageNet-normalised pixels.
 
         "residual"/"gated" add to the *source* patch: the pixels 113 px to the left (the
         query under the answer, the example input under the example output; mean grey
@@ -280,11 +279,10 @@ class MaeVQGAN(nn.Module):
         mode = self.cfg.pixel_mode
         if mode == "plain":
             return out
-        if isinstance(tokens, Tensor):
-            tok = tokens
+        if tokens is None:
+            src = answer_source_patches(canvas)
         else:
-            tok = torch.tensor(tokens, device=canvas.device)
-        src = G.patchify(source_canvas(canvas))[:, tok]
+            src = G.patchify(source_canvas(canvas))[:, torch.tensor(tokens, device=canvas.device)]
         if mode == "residual":
             return src + out
         pp = self.cfg.patch_size**2
@@ -307,6 +305,14 @@ def source_canvas(canvas: Tensor) -> Tensor:
     shift = G.CELL + G.GAP
     shifted = F.pad(canvas[..., : G.CANVAS - shift], (shift, 0))
     return torch.cat([shifted[..., : shift - 1], canvas[..., 0:1], shifted[..., shift:]], dim=-1)
+
+
+def answer_source_patches(canvas: Tensor) -> Tensor:
+    """The source patches of the answer's 7×7 tokens, [B,49,16·16·3] — the same numbers as
+    ``patchify(source_canvas(canvas))`` at the answer tokens, without copying the canvas."""
+    top = G.GRID // 2 * G.PATCH  # 112: first pixel row/col of the answer block
+    query = canvas[..., top:, : G.CELL]  # [B,3,112,111]: the query rows, its 111 columns
+    return G.patchify(torch.cat([query[..., :1], query], dim=-1))
 
 
 def build_model(cfg: ModelConfig) -> MaeVQGAN:

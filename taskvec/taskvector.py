@@ -56,11 +56,7 @@ class TaskVector:
     meta: dict = field(default_factory=dict)  # site probabilities, search config, data, metrics, created
 
     def patches(self, device=None) -> dict[BlockId, Patch]:
-        """Per-block :class:`Patch` with ``mul``/``add`` [1,N,C] on ``device``.
-
-        (Callers that pass something other than a device, e.g. a model config, get CPU.)"""
-        if not (device is None or isinstance(device, (str, torch.device))):
-            device = None
+        """Per-block :class:`Patch` with ``mul``/``add`` [1,N,C] on ``device``."""
         return {
             bid: Patch(self.mul[bid][None].to(device), self.add[bid][None].to(device)) for bid in sorted(self.mul)
         }

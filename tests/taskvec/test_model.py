@@ -172,3 +172,14 @@ def test_canvas_geometry_round_trip():
     assert torch.all(canvas[:, :, 111:113, :] == 1) and torch.all(canvas[:, :, :, 111:113] == 1)
     x = torch.rand(2, 3, 224, 224, generator=gen)
     assert torch.equal(G.unpatchify(G.patchify(x), 14, 14), x)
+
+
+def test_answer_source_patches_equal_the_shifted_canvas():
+    from taskvec.model import answer_source_patches, source_canvas
+
+    x = torch.randn(2, 3, 224, 224)
+    full = G.patchify(source_canvas(x))[:, torch.tensor(G.cell_tokens("answer"))]
+    assert torch.equal(answer_source_patches(x), full)
+    # the answer block's source is the query, shifted by one cell pitch
+    src = source_canvas(x)
+    assert torch.equal(src[..., 113:, 113:], x[..., 113:, :111])

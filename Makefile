@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 
 # Export the low-light graph of the embedded model, run it on a generated clip, print latency.
 demo: setup
-	$(BIN)/tvexport --task lowlight --out $(OUT)
+	$(BIN)/tvexport --task lowlight --variant realistic --out $(OUT)
 	$(BIN)/tvrun --source sample:lowlight --task lowlight --onnx $(OUT)/lowlight.onnx --headless \
 		--output $(OUT)/demo.mp4 --stats $(OUT)/stats.json --before-after $(OUT)/before_after.png
 

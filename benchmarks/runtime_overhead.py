@@ -41,10 +41,11 @@ def graph_for(task: str, onnx: str | None, cache: Path) -> tuple[str, str]:
     """(onnx path, note): --onnx, else the tvrun cache, else an unpatched zero-shot export."""
     if onnx:
         return onnx, "given"
-    from runtime.cli import cached_onnx
+    from runtime.cli import cached_onnx, default_runtime_taskvector
 
     try:
-        return str(cached_onnx(task, "tiny", log=lambda s: None)), "tiny with its shipped task vector"
+        tv = default_runtime_taskvector(task, "tiny")
+        return str(cached_onnx(task, "tiny", taskvec=str(tv), log=lambda s: None)), f"tiny with {tv.name}"
     except UserError as e:
         if "task vector" not in str(e):
             raise

@@ -38,8 +38,11 @@ MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME
 @click.option("--halo", type=click.IntRange(0, 7), default=0, show_default=True,
               help="VQ head: context tokens decoded around the answer's 7×7 latent, cropped after decoding")
 @click.option("--no-check", is_flag=True, help="skip the ONNX Runtime vs PyTorch comparison (the ONNX checker still runs)")
+@click.option("--variant", type=click.Choice(["paper", "realistic"]), default="paper", show_default=True,
+              help="which shipped task vector when --taskvec is not given: searched on the paper's task or the "
+                   "realistic one (low-light: gamma, gain, sensor noise — what tvrun uses on live video)")
 @cli_errors
-def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max, halo, no_check) -> None:
+def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max, halo, no_check, variant) -> None:
     """Export TASK's graph to OUT/TASK.onnx + OUT/TASK.json (in-context/switchable:
     OUT/TASK.<graph>.onnx), check it against PyTorch, and optionally build a TensorRT engine
     OUT/TASK.trt<version>.<gpu>.<precision>.engine.
@@ -60,7 +63,7 @@ def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max
 
     t0 = time.perf_counter()
     result = export_task(task, model=model, taskvec=taskvec_file, out_dir=out_dir, graph=graph,
-                         check=not no_check, halo=halo, log=click.echo)
+                         check=not no_check, halo=halo, log=click.echo, variant=variant)
     click.echo(result.summary())
     if not engine:
         click.echo(f"done in {time.perf_counter() - t0:.1f} s")

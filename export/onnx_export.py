@@ -80,7 +80,7 @@ class ExportResult:
 # Task vectors
 
 
-def resolve_taskvector(task: str, model: MaeVQGAN, taskvec: Any = None):
+def resolve_taskvector(task: str, model: MaeVQGAN, taskvec: Any = None, variant: str = "paper"):
     """A TaskVector object, a path, or None (the shipped default for ``task``) → a
     TaskVector checked against ``task`` and ``model``."""
     if taskvec is None or isinstance(taskvec, (str, os.PathLike)):
@@ -90,7 +90,7 @@ def resolve_taskvector(task: str, model: MaeVQGAN, taskvec: Any = None):
             if e.name != "taskvec.taskvector":
                 raise
             raise UserError("task vectors cannot be loaded: taskvec.taskvector is not installed") from None
-        tv = load_taskvector(task, model, None if taskvec is None else str(taskvec))
+        tv = load_taskvector(task, model, None if taskvec is None else str(taskvec), variant)
     else:
         tv = taskvec
     check_taskvector(tv, task, model)
@@ -271,6 +271,7 @@ def export_task(
     filename: str | None = None,
     external_data: bool | None = None,
     log: Callable[[str], None] | None = None,
+    variant: str = "paper",
 ) -> ExportResult:
     """Export ``task``'s graph to ``out_dir`` and check it. Returns an :class:`ExportResult`
     (``.onnx_path`` is the graph to run).
@@ -290,7 +291,7 @@ def export_task(
     _writable_dir(out)
     spec = model if isinstance(model, str) else model.cfg.name
     net = load_model(model) if isinstance(model, str) else model.eval()
-    tv = None if graph == "in-context" else resolve_taskvector(task, net, taskvec)
+    tv = None if graph == "in-context" else resolve_taskvector(task, net, taskvec, variant)
     module, args, switch = _module_and_args(graph, net, tv, halo, decode)
     module.eval()
     name = filename or onnx_filename(task, graph)

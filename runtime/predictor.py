@@ -152,7 +152,7 @@ class LowLightEnhancer(Predictor):
         self,
         backend: Backend,
         tiles: tuple[int, int] = (1, 1),
-        gain_mode: GainMode = "luma",
+        gain_mode: GainMode = "rgb",
         eps: float = 4.0,
         max_gain: float = 12.0,
         sigma: float = 1.0,
@@ -369,7 +369,7 @@ class Inpainter(Predictor):
 
 def make_predictor(task: str, backend: Backend, *, tiles: tuple[int, int] = (1, 1),
                    mask: np.ndarray | None = None, rect: tuple[int, int, int, int] | None = None,
-                   gain_mode: GainMode = "luma") -> Predictor:
+                   gain_mode: GainMode = "rgb") -> Predictor:
     """The predictor for ``task`` (lowlight or inpainting)."""
     if task == "lowlight":
         return LowLightEnhancer(backend, tiles=tiles, gain_mode=gain_mode)

@@ -23,6 +23,8 @@ task_option = click.option("--task", required=True, type=click.Choice(list_tasks
 images_option = click.option("--images", required=True, help=IMAGES_HELP)
 model_option = click.option("--model", default=DEFAULT_MODEL, show_default=True, help="model name, random:NAME or .safetensors")
 pool_option = click.option("--pool", default=512, show_default=True, help="images drawn from packaged:* sources")
+variant_option = click.option("--variant", type=click.Choice(["paper", "realistic"]), default="paper", show_default=True,
+                              help="task construction: the paper's (e.g. 0.5·image) or the realistic one (gamma, gain, noise)")
 
 
 def _out_path(path: str, suffix: str) -> None:
@@ -40,8 +42,9 @@ def _out_path(path: str, suffix: str) -> None:
 @click.option("--seed", default=0, show_default=True)
 @pool_option
 @click.option("--resume", is_flag=True, help="continue the collection in OUT up to --n canvases (same result as one run)")
+@variant_option
 @cli_errors
-def collect(task, images, out, model, n, batch, seed, pool, resume) -> None:
+def collect(task, images, out, model, n, batch, seed, pool, resume, variant) -> None:
     """Average every head's output per canvas token over in-context prompts of TASK.
 
     Each canvas holds an example pair and a query with the answer cell masked (the
@@ -50,7 +53,7 @@ def collect(task, images, out, model, n, batch, seed, pool, resume) -> None:
     from taskvec.pipeline import run_collect
 
     _out_path(out, ".safetensors")
-    rm = run_collect(task, images, out, model, n, batch, seed, pool, resume)
+    rm = run_collect(task, images, out, model, n, batch, seed, pool, resume, variant)
     click.echo(f"wrote {out} ({rm.n_seen} canvases)")
 
 
@@ -71,8 +74,10 @@ def collect(task, images, out, model, n, batch, seed, pool, resume) -> None:
 @click.option("--r", type=int, default=None, help="REINFORCE: training queries per step")
 @model_option
 @pool_option
+@variant_option
 @cli_errors
-def search(task, images, out, method, granularity, steps, seed, means_file, n_means, reward, k, r, model, pool) -> None:
+def search(task, images, out, method, granularity, steps, seed, means_file, n_means, reward, k, r, model, pool,
+           variant) -> None:
     """Search which head outputs to patch so the zero-shot model does TASK.
 
     Writes the task vector, its JSON sidecar and a PNG of the search curve. The image
@@ -81,7 +86,7 @@ def search(task, images, out, method, granularity, steps, seed, means_file, n_me
 
     _out_path(out, ".safetensors")
     tv = run_search_cli(task, images, out, method, granularity, steps, seed, means_file, n_means, reward,
-                        model, pool, k=k, r=r)  # fmt: skip
+                        model, pool, variant, k=k, r=r)  # fmt: skip
     click.echo(f"wrote {out} ({tv.num_sites} sites, {method}, val {tv.meta['metrics'].get('val', float('nan')):.4g})")
 
 

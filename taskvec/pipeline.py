@@ -20,7 +20,7 @@ SAVE_EVERY_S = 30.0
 
 def collect_to_file(
     model: MaeVQGAN, task: str, pool: ImageSet, out: str | Path, n: int, batch: int = 64, seed: int = 0,
-    resume: bool = False, progress: bool = True,
+    resume: bool = False, progress: bool = True, variant: str = "paper",
 ) -> RunningMeans:  # fmt: skip
     """Collect (or, with ``resume``, continue collecting) means into ``out``.
 
@@ -48,7 +48,7 @@ def collect_to_file(
 
     gen = torch.Generator().manual_seed(seed)
     try:
-        rm = collect_means(model, task, pool.images, n, batch, gen, masks=pool.masks, resume=previous,
+        rm = collect_means(model, task, pool.images, n, batch, gen, variant, masks=pool.masks, resume=previous,
                            source=pool.source, on_window=on_window,
                            progress=progress)  # fmt: skip
     except KeyboardInterrupt:
@@ -61,37 +61,40 @@ def collect_to_file(
 
 
 def run_collect(task: str, images: str, out: str, model_spec: str, n: int, batch: int, seed: int, pool_size: int,
-                resume: bool) -> RunningMeans:  # fmt: skip
+                resume: bool, variant: str = "paper") -> RunningMeans:  # fmt: skip
     from taskvec.checkpoint import load_model
 
     model = load_model(model_spec)
     pool = load_image_set(images, task, n=pool_size, seed=POOL_SEED)
-    return collect_to_file(model, task, pool, out, n, batch, seed, resume)
+    return collect_to_file(model, task, pool, out, n, batch, seed, resume, variant=variant)
 
 
 def means_for(model: MaeVQGAN, task: str, pool: ImageSet, means_file: str | None, n_means: int,
-              progress: bool = True) -> RunningMeans:  # fmt: skip
+              progress: bool = True, variant: str = "paper") -> RunningMeans:  # fmt: skip
     """Means from ``means_file`` (checked against task and model), or collected now."""
     if means_file:
         rm = RunningMeans.load(means_file)
         if rm.task != task:
             raise UserError(f"{means_file} holds means for {rm.task!r}, not {task!r}")
         rm.check_model(model)
+        if rm.info.get("variant", "paper") != variant:
+            raise UserError(f"{means_file} holds {rm.info.get('variant')!r} means, not {variant!r}")
         return rm
-    return collect_means(model, task, pool.images, n_means, min(64, n_means), torch.Generator().manual_seed(0), masks=pool.masks,
+    return collect_means(model, task, pool.images, n_means, min(64, n_means), torch.Generator().manual_seed(0), variant,
+                         masks=pool.masks,
                          source=pool.source, progress=progress)  # fmt: skip
 
 
 def run_search_cli(task: str, images: str, out: str, method: str, granularity: str, steps: int | None, seed: int,
                    means_file: str | None, n_means: int, reward: str, model_spec: str, pool_size: int,
-                   **overrides) -> TaskVector:  # fmt: skip
+                   variant: str = "paper", **overrides) -> TaskVector:  # fmt: skip
     from taskvec.checkpoint import load_model
     from taskvec.search import run_search, save_search
 
     model = load_model(model_spec)
     pool = load_image_set(images, task, n=pool_size, seed=POOL_SEED)
-    means = means_for(model, task, pool, means_file, n_means)
-    result, tv = run_search(model, means, pool, method, granularity, reward, seed, steps, **overrides)
+    means = means_for(model, task, pool, means_file, n_means, variant=variant)
+    result, tv = run_search(model, means, pool, method, granularity, reward, seed, steps, variant=variant, **overrides)
     tv.meta["command"] = "taskvec " + " ".join(sys.argv[1:])
     save_search(result, tv, out)
     return tv

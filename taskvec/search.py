@@ -57,6 +57,7 @@ def run_search(
     steps: int | None = None,
     val_fraction: float = 0.25,
     progress: bool = True,
+    variant: str = "paper",
     **overrides: Any,
 ) -> tuple[SearchResult, TaskVector]:
     """Search sites for ``means.task`` on ``pool`` (split into train / validation queries)."""
@@ -71,11 +72,11 @@ def run_search(
     train_pool, val_pool = pool.split(len(pool) - n_val)
     obj = Objective(model, task, space, means.means(), reward)
     runner = _RUNNERS[method][1]
-    result = runner(obj, Queries(task, train_pool), Queries(task, val_pool), cfg, progress=progress)  # type: ignore[operator]
+    result = runner(obj, Queries(task, train_pool, variant), Queries(task, val_pool, variant), cfg, progress=progress)  # type: ignore[operator]
     result.config.update(reward=obj.reward, granularity=granularity, forwards=obj.forwards)
     meta: dict[str, Any] = {
         "search": {"method": method, **result.config},
-        "data": {"images": pool.source, "train": len(train_pool), "val": len(val_pool)},
+        "data": {"images": pool.source, "variant": variant, "train": len(train_pool), "val": len(val_pool)},
         "metrics": result.summary,
     }
     if result.probs is not None:

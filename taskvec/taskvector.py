@@ -148,15 +148,26 @@ class TaskVector:
                 raise UserError(f"task vector block {bid} does not fit model {cfg.name}")
 
 
-def default_taskvector_path(task: str, model_name: str = "tiny") -> Path:
-    """The shipped vector: ``taskvec/taskvectors/{model_name}-{task}.safetensors``."""
-    return TASKVECTOR_DIR / f"{model_name}-{task}.safetensors"
+def default_taskvector_path(task: str, model_name: str = "tiny", variant: str = "paper") -> Path:
+    """The shipped vector: ``taskvec/taskvectors/{model_name}-{task}[-realistic].safetensors``.
+
+    ``variant`` names the task construction it was searched on: the paper's (e.g. 0.5·image
+    for low-light) or the realistic one (gamma, gain and sensor noise), which the runtime
+    prefers for live video where it is shipped."""
+    suffix = "" if variant == "paper" else f"-{variant}"
+    return TASKVECTOR_DIR / f"{model_name}-{task}{suffix}.safetensors"
 
 
-def load_taskvector(task: str, model: MaeVQGAN, path: str | None = None) -> TaskVector:
-    """Load ``path`` (default: the shipped vector of ``task`` for ``model``) and check it."""
+def runtime_taskvector_path(task: str, model_name: str) -> Path:
+    """The vector the runtime uses by default: the realistic one where shipped, else the paper's."""
+    realistic = default_taskvector_path(task, model_name, "realistic")
+    return realistic if realistic.is_file() else default_taskvector_path(task, model_name)
+
+
+def load_taskvector(task: str, model: MaeVQGAN, path: str | None = None, variant: str = "paper") -> TaskVector:
+    """Load ``path`` (default: the shipped ``variant`` vector of ``task`` for ``model``) and check it."""
     if path is None:
-        p = default_taskvector_path(task, model.cfg.name)
+        p = default_taskvector_path(task, model.cfg.name, variant)
         if not p.is_file():
             raise UserError(
                 f"no shipped task vector for {task!r} on model {model.cfg.name!r} ({p.name}); "

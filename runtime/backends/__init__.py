@@ -129,13 +129,14 @@ def open_backend(
     task: str | None = None,
     device: str | None = None,
     onnx_factory=None,
+    taskvec: str | None = None,
 ) -> Backend:
     """Open one backend.
 
     ``engine``: a TensorRT engine file; ``onnx``: an ONNX graph; ``model`` + ``task``: the
     PyTorch reference (``model`` defaults to ``tiny``). ``onnx_factory`` is a callable that
     returns an ONNX path when ``auto``/``onnxruntime`` needs one and none was given (the CLI
-    passes the export cache). ``device`` is "cpu"/"cuda" for torch, a provider prefix
+    passes the export cache); ``taskvec`` a task-vector file for the torch backend. ``device`` is "cpu"/"cuda" for torch, a provider prefix
     ("cpu", "cuda", "tensorrt") for onnxruntime. Raises :class:`BackendError`.
     """
     if kind not in BACKEND_KINDS:
@@ -168,7 +169,7 @@ def open_backend(
 
         if not task:
             raise BackendError("the torch backend needs --task")
-        b = TorchBackend.from_spec(model or "tiny", task, device=device)
+        b = TorchBackend.from_spec(model or "tiny", task, device=device, taskvec=taskvec)
         b.reason = "asked for (--backend torch)"
         return b
 
@@ -196,7 +197,7 @@ def open_backend(
     if "torch" in have and task:
         from runtime.backends.torch import TorchBackend
 
-        b = TorchBackend.from_spec(model or "tiny", task, device=device)
+        b = TorchBackend.from_spec(model or "tiny", task, device=device, taskvec=taskvec)
         b.reason = "auto: PyTorch reference (slowest); " + ", ".join(passed)
         return b
     raise BackendError("no backend can run here: " + ", ".join(passed))

@@ -7,7 +7,6 @@ answer cell → uint8 BGR (rounded). CUDA when available, else CPU; fp16 on CUDA
 
 from __future__ import annotations
 
-import inspect
 from typing import Mapping
 
 import numpy as np
@@ -25,9 +24,7 @@ def task_patches(task: str, model: MaeVQGAN, path: str | None = None) -> dict[Bl
         from taskvec.taskvector import load_taskvector
     except ImportError as e:
         raise BackendError(f"no task vectors available ({e}); the torch backend needs taskvec.taskvector") from None
-    tv = load_taskvector(task, model, path)
-    params = inspect.signature(tv.patches).parameters
-    return dict(tv.patches(model.cfg) if params else tv.patches())
+    return load_taskvector(task, model, path).patches()
 
 
 class TorchBackend(BackendBase):

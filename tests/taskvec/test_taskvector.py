@@ -84,3 +84,14 @@ def test_bad_files(model, tmp_path):
     with pytest.raises(UserError, match="no shipped task vector"):
         load_taskvector("lowlight", model)  # nothing shipped for micro_pixel
     assert default_taskvector_path("lowlight").name == "tiny-lowlight.safetensors"
+
+
+def test_runtime_prefers_the_realistic_vector_where_shipped():
+    from taskvec.taskvector import default_taskvector_path, runtime_taskvector_path
+
+    assert default_taskvector_path("lowlight", "tiny", "realistic").name == "tiny-lowlight-realistic.safetensors"
+    assert runtime_taskvector_path("lowlight", "tiny") == default_taskvector_path("lowlight", "tiny", "realistic")
+    # no realistic in-painting vector is shipped: the paper's is used
+    assert runtime_taskvector_path("inpainting", "tiny") == default_taskvector_path("inpainting", "tiny")
+    for task in ("lowlight", "inpainting", "colorization", "segmentation"):
+        assert default_taskvector_path(task, "tiny").is_file()

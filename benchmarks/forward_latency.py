@@ -63,21 +63,9 @@ def make_runner(model: MaeVQGAN, layout: G.Layout, x: torch.Tensor, patches, cud
 
     if not cuda_graphs:
         return run
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            run()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        graph_out = run()
+    from benchmarks.graph_runners import cuda_graph_replay
 
-    def replay():
-        graph.replay()
-        return graph_out
-
-    return replay
+    return cuda_graph_replay(run)[0]
 
 
 def summarize(ms: np.ndarray) -> dict[str, float]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 
@@ -121,21 +121,31 @@ def torch_runner(module, batch: int, n_inputs: int, device: str, fp16: bool = Fa
         return Runner(run, "perf_counter", label)
     if not cuda_graphs:
         return Runner(run, "cuda_events", label)
+    replay, graph = cuda_graph_replay(run)
+    return Runner(replay, "cuda_events", label + "+cudagraph", close=lambda: graph.reset())
+
+
+def cuda_graph_replay(fn: Callable[[], Any]) -> tuple[Callable[[], Any], Any]:
+    """Warm ``fn`` up on a side stream, capture it in a CUDA graph → (replay, graph).
+
+    ``replay()`` re-runs the captured kernels and returns the (static) output of ``fn``."""
+    import torch
+
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
         for _ in range(3):
-            run()
+            fn()
     torch.cuda.current_stream().wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        out = run()
+        out = fn()
 
     def replay():
         graph.replay()
         return out
 
-    return Runner(replay, "cuda_events", label + "+cudagraph", close=lambda: graph.reset())
+    return replay, graph
 
 
 def trt_runner(engine_path: str | Path, batch: int) -> Runner:
@@ -194,7 +204,6 @@ def engine_for(onnx: Path, precision: str, batch_max: int, workdir: Path, log: C
 
 
 def _matmul_onnx(n: int, fp16: bool) -> bytes:
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     dt = TensorProto.FLOAT16 if fp16 else TensorProto.FLOAT

@@ -111,6 +111,8 @@ def cached_onnx(task: str, model: str = "tiny", cache_dir: str | os.PathLike[str
 @click.option("--overlay", is_flag=True, help="also draw the FPS overlay into --output (always in the window)")
 @click.option("--frames", type=click.IntRange(min=1), default=None, metavar="N", help="stop after N frames")
 @click.option("--loop", is_flag=True, help="replay a file or folder source forever (stop with --frames or Ctrl-C)")
+@click.option("--reconnect", default=3, show_default=True, type=click.IntRange(0, 100),
+              help="live sources (camera, RTSP): reopen this many times after they stop delivering frames")
 @click.option("--stats", "stats_path", default=None, metavar="JSON", help="write FPS, drops and per-stage latency")
 @click.option("--mask", type=click.Path(dir_okay=False), default=None,
               help="in-painting hole: image, white = hole (resized to the frame)")
@@ -121,7 +123,7 @@ def cached_onnx(task: str, model: str = "tiny", cache_dir: str | os.PathLike[str
 @click.option("--before-after", default=None, metavar="PNG", help="write one input|output frame side by side")
 @click.option("--cache-dir", default=None, metavar="DIR", help="where exported graphs are cached (~/.cache/taskvec)")
 def main(camera, source, task, engine, onnx, model, taskvec, backend, headless, output, overlay, frames, loop,
-         stats_path, mask, mask_rect, tiles, gain_mode, before_after, cache_dir) -> None:
+         stats_path, mask, mask_rect, tiles, gain_mode, before_after, cache_dir, reconnect) -> None:
     """Run a task-vector filter on live video: source → graph → window/file.
 
     Prints which backend it picked and why, and at the end one line with frames, FPS,
@@ -129,12 +131,12 @@ def main(camera, source, task, engine, onnx, model, taskvec, backend, headless, 
     return run_cli(camera=camera, source=source, task=task, engine=engine, onnx=onnx, model=model,
                      taskvec=taskvec, backend=backend, headless=headless, output=output, overlay=overlay,
                      frames=frames, loop=loop, stats_path=stats_path, mask=mask, mask_rect=mask_rect, tiles=tiles,
-                     gain_mode=gain_mode, before_after=before_after, cache_dir=cache_dir)
+                     gain_mode=gain_mode, before_after=before_after, cache_dir=cache_dir, reconnect=reconnect)
 
 
 def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="tiny", taskvec=None, backend="auto",
             headless=False, output=None, overlay=False, frames=None, loop=False, stats_path=None, mask=None,
-            mask_rect=None, tiles=None, gain_mode="rgb", before_after=None, cache_dir=None) -> int:
+            mask_rect=None, tiles=None, gain_mode="rgb", before_after=None, cache_dir=None, reconnect=0) -> int:
     """The command as a function: 0 on success, 2 for bad input, 1 when a source fails mid-run."""
     from runtime.sinks import SinkError
     from runtime.sources import SourceError
@@ -191,6 +193,7 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
             predictor = make_predictor(task, be, tiles=tile_rc, mask=hole, rect=rect, gain_mode=gain_mode)
             stats = run(src, predictor, backend_name=be.name, output=output, headless=headless, overlay=overlay,
                         frames=frames, stats_path=stats_path, before_after=before_after, loop=loop,
+                        reconnect=reconnect if src.is_live else 0,
                         paint_masks=(task == "inpainting" and not headless))
     except (SourceError, SinkError) as e:
         return err(str(e), 1)

@@ -178,12 +178,15 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
     try:
         try:
             factory = None
-            if taskvec is None and not onnx and not engine:
-                taskvec = str(default_runtime_taskvector(task, model))
             if not onnx and not engine:
-                def factory():
-                    return cached_onnx(task, model, cache_dir, taskvec,
-                                       log=lambda s: print(s, file=sys.stderr))
+                if taskvec is None:
+                    taskvec = str(default_runtime_taskvector(task, model))
+                tv_file = taskvec
+
+                def export_on_first_use() -> Path:
+                    return cached_onnx(task, model, cache_dir, tv_file, log=lambda s: print(s, file=sys.stderr))
+
+                factory = export_on_first_use
             be = open_backend(backend, onnx=onnx, engine=engine, model=model, task=task, onnx_factory=factory,
                               taskvec=taskvec)
         except (UserError, ValueError, OSError) as e:

@@ -231,7 +231,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
             scale[t] = logs[t] if t not in scale else 0.99 * scale[t] + 0.01 * logs[t]
         step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.3f}", ips=f"{cfg.batch * bar.format_dict['rate'] if bar.format_dict.get('rate') else 0:.0f}")
+        rate = bar.format_dict.get("rate") or 0.0  # steps/s
+        bar.set_postfix(loss=f"{float(loss):.3f}", canvases_per_s=f"{cfg.batch * rate:.0f}")
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             with atomic_path(ckpt) as tmp:
                 torch.save(_checkpoint_state(model, opt, step, gen, scale, cfg), str(tmp))

@@ -57,6 +57,7 @@ class TrainConfig:
     eval_images: int = 48
     time_budget_min: float | None = None  # stop (and save) after this many minutes
     init: str | None = None  # start from these weights (.safetensors) instead of random
+    changed_weight: float = 0.0  # extra answer-loss weight on the pixels the task changes (in-painting holes)
     extra: dict = field(default_factory=dict)
 
 
@@ -111,23 +112,34 @@ def lr_at(step: int, cfg: TrainConfig, elapsed_frac: float = 0.0) -> float:
 
 
 def training_loss(
-    model: MaeVQGAN, groups, layout: G.Layout, scale: dict[str, float], mim_weight: float
+    model: MaeVQGAN, groups, layout: G.Layout, scale: dict[str, float], mim_weight: float,
+    changed_weight: float = 0.0,
 ) -> tuple[Tensor, dict[str, float]]:
     canvas = torch.cat([c for _, c, _ in groups])
     x = G.normalize(canvas)
     out = model(x, layout)
-    hidden = [s for s in layout.dec_slots[1:] if s not in set(layout.enc_slots)]
-    hidden = [s for s in hidden if s not in set(G.cell_slots("answer"))]
-    tokens = [s - 1 for s in hidden]
-    feats = out.decoder_out[:, torch.tensor(layout.dec_index(hidden), device=x.device)]
-    pred = model.pixel_tokens(feats, x, tokens)
-    mim = F.mse_loss(pred, G.patchify(x)[:, torch.tensor(tokens, device=x.device)])
+    # masked-image modelling: every example token the encoder did not see
+    seen, answer = set(layout.enc_slots), set(G.cell_slots("answer"))
+    hidden = [s for s in layout.dec_slots[1:] if s not in seen and s not in answer]
+    if hidden:
+        tokens = [s - 1 for s in hidden]
+        feats = out.decoder_out[:, torch.tensor(layout.dec_index(hidden), dtype=torch.long, device=x.device)]
+        pred = model.pixel_tokens(feats, x, tokens)
+        mim = F.mse_loss(pred, G.patchify(x)[:, torch.tensor(tokens, dtype=torch.long, device=x.device)])
+    else:
+        mim = x.new_zeros(())
 
     losses, logs, start = [], {}, 0
     by_task: dict[str, list[Tensor]] = {}
     for task, c, target in groups:
         n = c.shape[0]
-        err = (out.answer_norm[start : start + n] - G.normalize(target)).pow(2).mean(dim=(1, 2, 3))
+        sq = (out.answer_norm[start : start + n] - G.normalize(target)).pow(2)
+        if changed_weight:
+            changed = (G.get_cell(c, "query") - target).abs().amax(dim=1, keepdim=True) > 1e-3
+            w = 1.0 + changed_weight * changed.float()
+            err = (sq * w).mean(dim=(1, 2, 3)) / w.mean(dim=(1, 2, 3))
+        else:
+            err = sq.mean(dim=(1, 2, 3))
         by_task.setdefault(task, []).append(err)
         start += n
     for task, errs in by_task.items():
@@ -222,7 +234,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         groups = sample_batch(src, cfg, gen)
         layout = G.random_drop_layout(cfg.keep, generator=_cpu_gen(gen))
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            loss, logs = training_loss(model, groups, layout, scale, cfg.mim_weight)
+            loss, logs = training_loss(model, groups, layout, scale, cfg.mim_weight, cfg.changed_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -6,7 +6,8 @@
   that split (:data:`taskvec.data.VAL_PHOTOS` are held out). For tasks that need
   masks (segmentation) they become procedural scenes (:mod:`taskvec.scenes`) whose
   backgrounds and textures are crops of that split's photos.
-- a folder of images (recursive). Tasks that need masks accept two folder layouts:
+- a folder of images (recursive); in the LOL layout (``*/low``, ``*/high``) its clean
+  ``high`` images. Tasks that need masks accept two folder layouts:
   ``DIR/images`` + ``DIR/masks`` (paired by file stem; mask pixels > 0.5 grey are
   foreground), and the PASCAL VOC layout (``JPEGImages`` + ``SegmentationClass[Aug]``,
   every object class is foreground) read by :func:`taskvec.data.load_voc_segmentation`.
@@ -64,6 +65,11 @@ def load_image_set(spec: str, task: str | Task, n: int = 512, seed: int = 0) -> 
         raise DataError(f"image folder {folder} does not exist (or use packaged:train / packaged:val)")
     if t.needs_mask:
         return _masked_folder(folder, t)
+    if any(d.is_dir() for d in folder.glob("*/high")):
+        from taskvec.data import load_lol
+
+        _, high = load_lol(folder)  # the task builds its own dark inputs from the clean images
+        return ImageSet(high, None, f"{folder} (LOL layout: the high images)")
     sub = folder / "images"
     folder = sub if sub.is_dir() else folder
     return ImageSet(load_folder(folder), None, str(folder))

@@ -161,3 +161,20 @@ def test_random_crops():
     # without jitter, a full crop of a constant photo is that constant
     c = random_crops([torch.full((3, 30, 50), 0.3)], 4, torch.Generator().manual_seed(2), size=8, jitter=False)
     assert torch.allclose(c, torch.full_like(c, 0.3), atol=1e-5)
+
+
+def test_images_option_reads_the_clean_half_of_a_lol_folder(tmp_path):
+    import cv2
+    import numpy as np
+
+    from taskvec.imagesets import load_image_set
+
+    for split in ("our485", "eval15"):
+        for kind, value in (("low", 20), ("high", 200)):
+            d = tmp_path / split / kind
+            d.mkdir(parents=True)
+            for i in range(2):
+                cv2.imwrite(str(d / f"{i}.png"), np.full((40, 60, 3), value, np.uint8))
+    pool = load_image_set(str(tmp_path), "lowlight")
+    assert len(pool) == 4 and "LOL" in pool.source
+    assert abs(float(pool.images.mean()) - 200 / 255) < 0.01

@@ -256,15 +256,18 @@ class VideoSource(ABC):
         self._index = 0
         self._t_open = time.monotonic()
 
-    @property
-    @abstractmethod
-    def size(self) -> tuple[int, int]:
-        """(width, height) of the frames."""
+    _size: tuple[int, int] = (0, 0)
+    _fps: float = 30.0
 
     @property
-    @abstractmethod
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the frames."""
+        return self._size
+
+    @property
     def fps(self) -> float:
         """Nominal frame rate (the container's, the camera's, or the ?fps= option)."""
+        return self._fps
 
     @property
     def is_live(self) -> bool:
@@ -402,14 +405,6 @@ class CaptureSource(VideoSource):
         self._fps = fps if 0.0 < fps < 1000.0 else float(self.spec.int_option("fps", 30))
 
     @property
-    def size(self) -> tuple[int, int]:
-        return self._size
-
-    @property
-    def fps(self) -> float:
-        return self._fps
-
-    @property
     def frame_count(self) -> int | None:
         """Frames in a file as the container reports them (may be approximate); None for live."""
         if self.is_live or self._cap is None:
@@ -478,14 +473,6 @@ class ImageFolderSource(VideoSource):
         if image is None:
             raise SourceError(f"cannot read image {path}: unreadable or not an image")
         return image
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self._size
-
-    @property
-    def fps(self) -> float:
-        return self._fps
 
     def _read_image(self) -> np.ndarray | None:
         if self._pos >= len(self.files):

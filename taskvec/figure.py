@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from taskvec.errors import atomic_path
+from taskvec.search_common import save_figure
 from taskvec.evaluate import method_answers, resolve_methods
 from taskvec.imagesets import ImageSet, load_image_set
 from taskvec.model import MaeVQGAN
@@ -40,11 +40,7 @@ def comparison_grid(task: str, images: ImageSet, model: MaeVQGAN, methods: dict[
             ax.set_yticks([])
     fig.suptitle(task, fontsize=10)
     fig.tight_layout()
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def run_figure(task: str, images: str, out: str, model_spec: str, rows: int = 6, taskvec_file: str | None = None,

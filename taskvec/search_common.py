@@ -138,8 +138,6 @@ def plot_curve(result: SearchResult, path: str | Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from taskvec.errors import atomic_path
-
     h = result.history
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     xs = [e["step"] for e in h]
@@ -160,8 +158,19 @@ def plot_curve(result: SearchResult, path: str | Path, title: str) -> Path:
     ax2.set_ylabel("patched sites", color="tab:red")
     ax.set_title(title)
     fig.tight_layout()
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Write a matplotlib figure as PNG atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    from taskvec.errors import atomic_path
+
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path

@@ -84,3 +84,21 @@ def exported_lowlight(tmp_path_factory) -> tuple[Path, object, object]:
     except Exception as e:  # pragma: no cover
         pytest.skip(f"export_task failed: {type(e).__name__}: {e}")
     return Path(result.onnx_path), model, tv
+
+
+@pytest.fixture
+def count_frames():
+    """``count_frames(path) -> (frames, (width, height))`` of a video file, read back with OpenCV."""
+
+    def count(path) -> tuple[int, tuple[int, int]]:
+        cap = cv2.VideoCapture(str(path))
+        n, size = 0, (0, 0)
+        while True:
+            ok, img = cap.read()
+            if not ok:
+                break
+            n, size = n + 1, (img.shape[1], img.shape[0])
+        cap.release()
+        return n, size
+
+    return count

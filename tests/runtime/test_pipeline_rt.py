@@ -18,19 +18,7 @@ from runtime.sources import SourceError, open_source
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def count_frames(path: Path) -> tuple[int, tuple[int, int]]:
-    cap = cv2.VideoCapture(str(path))
-    n, size = 0, (0, 0)
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        n, size = n + 1, (img.shape[1], img.shape[0])
-    cap.release()
-    return n, size
-
-
-def test_pipeline_writes_every_frame_and_stats(tmp_path, clip, lut_backend):
+def test_pipeline_writes_every_frame_and_stats(tmp_path, clip, lut_backend, count_frames):
     out, stats_path, ba = tmp_path / "out.mp4", tmp_path / "stats.json", tmp_path / "ba.png"
     stats = run(str(clip), LowLightEnhancer(lut_backend(2.0)), backend_name="fake", headless=True,
                 output=out, stats_path=stats_path, before_after=ba)
@@ -50,7 +38,7 @@ def test_pipeline_writes_every_frame_and_stats(tmp_path, clip, lut_backend):
     assert out.stat().st_mode & 0o044 == 0o044  # readable like any file, not mkstemp's 0600
 
 
-def test_frames_limit_and_loop(tmp_path, clip, lut_backend):
+def test_frames_limit_and_loop(tmp_path, clip, lut_backend, count_frames):
     stats = run(str(clip), LowLightEnhancer(lut_backend(1.0)), headless=True, frames=4, output=tmp_path / "a.mp4")
     assert stats.frames == 4 and stats.stopped_by == "frame limit"
     assert count_frames(tmp_path / "a.mp4")[0] == 4
@@ -124,7 +112,7 @@ def test_cli_bad_input_messages(args, msg, capsys):
     assert err.startswith("error:") and msg in err and "\n" not in err
 
 
-def test_cli_runs_frames_n_with_onnx(tmp_path, clip, exported_lowlight, capsys):
+def test_cli_runs_frames_n_with_onnx(tmp_path, clip, exported_lowlight, capsys, count_frames):
     from runtime.cli import main
 
     onnx_path, _, _ = exported_lowlight

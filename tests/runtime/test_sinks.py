@@ -24,19 +24,7 @@ def frame(i: int, size=(64, 48)) -> np.ndarray:
     return np.full((h, w, 3), 20 * i, np.uint8)
 
 
-def count_frames(path) -> tuple[int, tuple[int, int]]:
-    cap = cv2.VideoCapture(str(path))
-    n, size = 0, (0, 0)
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        n, size = n + 1, (img.shape[1], img.shape[0])
-    cap.release()
-    return n, size
-
-
-def test_video_file_appears_only_on_close(tmp_path):
+def test_video_file_appears_only_on_close(tmp_path, count_frames):
     out = tmp_path / "sub" / "out.mp4"
     sink = open_sink(str(out), headless=True, fps=10, size=(64, 48))
     assert isinstance(sink, VideoFileSink)
@@ -66,7 +54,7 @@ def test_video_file_abort_and_exception_leave_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_video_file_rejects_other_sizes_and_types(tmp_path):
+def test_video_file_rejects_other_sizes_and_types(tmp_path, count_frames):
     with open_sink(tmp_path / "a.avi", headless=True, fps=5, size=(64, 48)) as sink:
         sink.write(frame(0))
         with pytest.raises(SinkError, match="32x24"):

@@ -17,7 +17,7 @@ from taskvec import geometry as G
 from taskvec.imagesets import ImageSet, load_image_set
 from taskvec.metrics import compute_metrics
 from taskvec.model import MaeVQGAN
-from taskvec.tasks import build_canvases
+from taskvec.tasks import build_canvases, get_task
 from taskvec.taskvector import TaskVector, load_taskvector
 
 ROW_ORDER: tuple[str, ...] = ("zero-shot", "one-shot", "cma", "grs", "task-vector")
@@ -27,13 +27,16 @@ BATCH = 64
 @torch.inference_mode()
 def method_answers(
     task: str, images: ImageSet, model: MaeVQGAN, methods: Mapping[str, TaskVector | None], seed: int = 1
-) -> tuple[dict[str, Tensor], Tensor, Tensor]:
-    """Answers of every method on ``images`` → ({name: [N,3,111,111]}, target, query input)."""
+) -> tuple[dict[str, Tensor], Tensor, Tensor, Tensor | None]:
+    """Answers of every method on ``images`` → ({name: [N,3,111,111]}, target, query input,
+    in-painting holes [N,1,111,111] or None)."""
     gen = torch.Generator().manual_seed(seed)
     ex_idx = torch.roll(torch.arange(len(images)), 1)  # example pair from another image
     m = images.masks
+    params = get_task(task).sample_params(len(images), gen, images.images.device, "paper")
     canvas, target, q_in = build_canvases(task, images.images[ex_idx], images.images, gen, "paper",
-                                          None if m is None else m[ex_idx], m, with_answer=False)  # fmt: skip
+                                          None if m is None else m[ex_idx], m, with_answer=False,
+                                          params=params)  # fmt: skip
     dev = next(model.parameters()).device
     out: dict[str, Tensor] = {}
     for name, tv in methods.items():
@@ -46,7 +49,7 @@ def method_answers(
         parts = [model(G.normalize(src[i : i + BATCH]).to(dev), layout, patches=patches).answer.cpu()
                  for i in range(0, src.shape[0], BATCH)]  # fmt: skip
         out[name] = torch.cat(parts)
-    return out, target, q_in
+    return out, target, q_in, params.get("hole")
 
 
 def evaluate(
@@ -58,10 +61,10 @@ def evaluate(
     the default is zero-shot, one-shot and the shipped task vector."""
     if methods is None:
         methods = {"zero-shot": None, "one-shot": None, "task-vector": load_taskvector(task, model)}
-    answers, target, q_in = method_answers(task, images, model, methods, seed)
+    answers, target, q_in, hole = method_answers(task, images, model, methods, seed)
     rows = []
     for name in sorted(answers, key=lambda n: (ROW_ORDER.index(n) if n in ROW_ORDER else len(ROW_ORDER), n)):
-        row: dict[str, Any] = {"method": name, "metrics": compute_metrics(task, answers[name], target),
+        row: dict[str, Any] = {"method": name, "metrics": compute_metrics(task, answers[name], target, hole),
                                "n_images": len(images)}  # fmt: skip
         tv = methods[name]
         if tv is not None:
@@ -69,18 +72,22 @@ def evaluate(
             row["search"] = tv.method
         rows.append(row)
     return {"task": task, "images": images.source, "seed": seed, "rows": rows,
-            "input": compute_metrics(task, q_in, target)}  # fmt: skip
+            "input": compute_metrics(task, q_in, target, hole)}  # fmt: skip
 
 
 def format_table(results: list[dict[str, Any]]) -> str:
     """Markdown table of one or more :func:`evaluate` results."""
-    lines = ["| task | method | IoU / PSNR (dB) | SSIM | MSE (norm.) | sites |", "|---|---|---|---|---|---|"]
+    lines = ["| task | method | IoU / PSNR (dB) | SSIM | MSE (norm.) | hole PSNR (dB) | pasted SSIM | sites |",
+             "|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for res in results:
         for row in res["rows"]:
             m = row["metrics"]
             main = f"{m['iou']:.3f}" if "iou" in m else f"{m['psnr']:.2f}"
             ssim = f"{m['ssim']:.3f}" if "ssim" in m else "—"
-            lines.append(f"| {res['task']} | {row['method']} | {main} | {ssim} | {m['mse']:.3f} | {row.get('sites', '—')} |")
+            hole = f"{m['hole_psnr']:.2f}" if "hole_psnr" in m else "—"
+            pasted = f"{m['pasted_ssim']:.3f}" if "pasted_ssim" in m else "—"
+            lines.append(f"| {res['task']} | {row['method']} | {main} | {ssim} | {m['mse']:.3f} | {hole} | {pasted} "
+                         f"| {row.get('sites', '—')} |")  # fmt: skip
     return "\n".join(lines)
 
 

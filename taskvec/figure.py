@@ -26,7 +26,7 @@ def comparison_grid(task: str, images: ImageSet, model: MaeVQGAN, methods: dict[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    answers, target, q_in = method_answers(task, images, model, methods, seed)
+    answers, target, q_in, _ = method_answers(task, images, model, methods, seed)
     cells = {"query": q_in, "target": target, **answers}
     cols = [(k, title) for k, title in COLUMNS if k in cells]
     n = len(images)

@@ -65,9 +65,22 @@ def hole_psnr(pred: Tensor, target: Tensor, hole: Tensor, data_range: float = 1.
     return torch.where(n > 0, out, torch.full_like(out, float("nan")))
 
 
-def compute_metrics(task_name: str, pred: Tensor, target: Tensor) -> dict[str, float]:
-    """Batch means: {"iou","mse"} for IoU tasks (segmentation), else {"psnr","ssim","mse"}."""
+def compute_metrics(task_name: str, pred: Tensor, target: Tensor, hole: Tensor | None = None) -> dict[str, float]:
+    """Batch means: {"iou","mse"} for IoU tasks (segmentation), else {"psnr","ssim","mse"}.
+
+    With ``hole`` [B,1,H,W] (in-painting) also ``hole_psnr`` — PSNR over the hole pixels,
+    the in-painting itself — and ``pasted_ssim``, the SSIM of the cell once the answer's
+    hole is pasted into the query's known pixels (what ``tvrun`` shows)."""
     mse = mse_normalized(pred, target).mean().item()
     if get_task(task_name).metric == "iou":
         return {"iou": iou(pred, target).mean().item(), "mse": mse}
-    return {"psnr": psnr(pred, target).mean().item(), "ssim": ssim(pred, target).mean().item(), "mse": mse}
+    out = {"psnr": psnr(pred, target).mean().item(), "ssim": ssim(pred, target).mean().item(), "mse": mse}
+    if hole is not None:
+        out["hole_psnr"] = hole_psnr(pred, target, hole).nanmean().item()
+        out["pasted_ssim"] = ssim(paste_hole(pred, target, hole), target).mean().item()
+    return out
+
+
+def paste_hole(pred: Tensor, target: Tensor, hole: Tensor) -> Tensor:
+    """``pred`` inside the hole, ``target`` (the known pixels) outside it."""
+    return torch.where(hole.to(pred.device).bool().expand_as(pred), pred, target.to(pred.dtype))

@@ -8,8 +8,11 @@ Rewards (``reward``):
 
 - ``metric`` — the task's metric per query: PSNR (dB) or IoU for segmentation;
 - ``mse`` — minus the MSE in ImageNet-normalised space (the paper's loss);
-- ``auto`` — ``mse`` for segmentation (IoU after rounding is flat for most small
-  changes, a poor signal for few samples), ``metric`` (PSNR) otherwise.
+- ``changed`` — PSNR over the pixels the task changes (target ≠ query input): for
+  in-painting the hole, the part a user keeps (``tvrun`` pastes only the hole back);
+- ``auto`` — ``changed`` for in-painting, ``metric`` otherwise. (For segmentation
+  ``mse`` improved the MSE of the tiny model's answers but lost IoU to zero-shot;
+  the IoU reward, measured, did not.)
 """
 
 from __future__ import annotations
@@ -23,13 +26,13 @@ from torch import Tensor
 
 from taskvec import geometry as G
 from taskvec.imagesets import ImageSet, make_queries
-from taskvec.metrics import iou, mse_normalized, psnr
+from taskvec.metrics import hole_psnr, iou, mse_normalized, psnr
 from taskvec.model import BlockId, MaeVQGAN
 from taskvec.sites import SiteSpace
 from taskvec.tasks import get_task
 
-RewardName = Literal["auto", "metric", "mse"]
-REWARDS: tuple[str, ...] = ("auto", "metric", "mse")
+RewardName = Literal["auto", "metric", "mse", "changed"]
+REWARDS: tuple[str, ...] = ("auto", "metric", "mse", "changed")
 MAX_BATCH = 256  # canvases per forward; K·R above this is split over K
 
 
@@ -37,15 +40,26 @@ def resolve_reward(task: str, reward: str) -> str:
     if reward not in REWARDS:
         raise ValueError(f"unknown reward {reward!r}; choose from {', '.join(REWARDS)}")
     if reward == "auto":
-        return "mse" if get_task(task).metric == "iou" else "metric"
+        return "changed" if task == "inpainting" else "metric"
     return reward
 
 
-def per_sample_reward(task: str, reward: str, pred: Tensor, target: Tensor) -> Tensor:
-    """[B,3,111,111] in [0,1] → reward per sample [B] (higher is better)."""
+def changed_pixels(query: Tensor, target: Tensor) -> Tensor:
+    """Pixels the task changes, [B,1,H,W] in {0,1}: where the target differs from the query input."""
+    return ((query.float() - target.float()).abs().amax(dim=1, keepdim=True) > 1e-3).float()
+
+
+def per_sample_reward(task: str, reward: str, pred: Tensor, target: Tensor, query: Tensor | None = None) -> Tensor:
+    """[B,3,111,111] in [0,1] → reward per sample [B] (higher is better).
+
+    ``changed`` needs the query inputs; a query the task leaves unchanged scores 100 dB."""
     r = resolve_reward(task, reward)
     if r == "mse":
         return -mse_normalized(pred, target)
+    if r == "changed":
+        if query is None:
+            raise ValueError("the 'changed' reward needs the query inputs")
+        return hole_psnr(pred, target, changed_pixels(query, target)).nan_to_num(100.0)
     return iou(pred, target) if get_task(task).metric == "iou" else psnr(pred, target)
 
 
@@ -107,7 +121,8 @@ class Objective:
         ans = self.answers(selection, canvases)
         k, r = ans.shape[:2]
         tgt = targets.repeat(k, 1, 1, 1)
-        return per_sample_reward(self.task, self.reward, ans.reshape(k * r, *ans.shape[2:]), tgt).reshape(k, r)
+        query = G.get_cell(G.denormalize(canvases), "query").repeat(k, 1, 1, 1)
+        return per_sample_reward(self.task, self.reward, ans.reshape(k * r, *ans.shape[2:]), tgt, query).reshape(k, r)
 
 
 @dataclass

@@ -250,6 +250,7 @@ def build_canvases(
     ex_masks: Tensor | None = None,
     q_masks: Tensor | None = None,
     with_answer: bool = True,
+    params: dict[str, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """In-context canvases for ``task``.
 
@@ -259,7 +260,8 @@ def build_canvases(
     with_answer), target [B,3,111,111], query_input [B,3,111,111])``.
     """
     t = get_task(task)
-    params = t.sample_params(q_images.shape[0], generator, q_images.device, variant)
+    if params is None:
+        params = t.sample_params(q_images.shape[0], generator, q_images.device, variant)
     ex_in, ex_out = t.apply(ex_images, params, ex_masks, generator=generator)
     q_in, q_out = t.apply(q_images, params, q_masks, generator=generator)
     canvas = make_canvas(ex_in, ex_out, q_in, q_out if with_answer else None)

@@ -114,7 +114,7 @@ def test_search_evaluate_figure(runner, tmp_path, folder):
 
     rows = json.loads(js.read_text())["rows"]
     assert [row["method"] for row in rows] == ["zero-shot", "one-shot", "cma", "grs", "task-vector"]
-    assert all(row["n_images"] == 4 and "psnr" in row["metrics"] for row in rows)
+    assert all(row["n_images"] == 4 and {"psnr", "hole_psnr", "pasted_ssim"} <= set(row["metrics"]) for row in rows)
     png = tmp_path / "f.png"
     r = runner.invoke(main, ["figure", "--task", "inpainting", "--images", str(folder), "--out", str(png), "--rows", "2",
                              *vec, *MODEL])  # fmt: skip

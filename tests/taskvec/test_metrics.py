@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from taskvec.geometry import IMAGENET_STD
-from taskvec.metrics import compute_metrics, hole_psnr, iou, mse_normalized, psnr, ssim
+from taskvec.metrics import compute_metrics, hole_psnr, iou, mse_normalized, paste_hole, psnr, ssim
 
 
 def test_psnr_known_mse():
@@ -57,3 +57,19 @@ def test_compute_metrics_keys():
     assert set(compute_metrics("segmentation", x, x)) == {"iou", "mse"}
     m = compute_metrics("lowlight", x, x)
     assert set(m) == {"psnr", "ssim", "mse"} and m["mse"] == 0 and m["ssim"] == pytest.approx(1.0)
+
+
+def test_hole_metrics_judge_only_the_hole():
+    g = torch.Generator().manual_seed(2)
+    target = torch.rand(2, 3, 32, 32, generator=g)
+    hole = torch.zeros(2, 1, 32, 32)
+    hole[:, :, 8:16, 8:16] = 1
+    pred = target.clone()
+    pred[:, :, 8:16, 8:16] += 0.1  # error 0.1 inside the hole → 20 dB there
+    pred[:, :, 20:] = 0  # the known pixels are wrong too: pasting discards them
+    m = compute_metrics("inpainting", pred, target, hole)
+    assert m["hole_psnr"] == pytest.approx(20.0, abs=1e-3)
+    assert m["pasted_ssim"] > m["ssim"]
+    pasted = paste_hole(pred, target, hole)
+    assert torch.equal(pasted[:, :, 20:], target[:, :, 20:]) and torch.equal(pasted[:, :, 8:16, 8:16], pred[:, :, 8:16, 8:16])
+    assert "hole_psnr" not in compute_metrics("inpainting", pred, target)

@@ -7,7 +7,7 @@ from taskvec.checkpoint import load_model
 from taskvec.imagesets import ImageSet
 from taskvec.search import run_search, save_search
 from taskvec.search_cma import candidate_ks
-from taskvec.search_common import Objective, Queries
+from taskvec.search_common import Objective, Queries, per_sample_reward, resolve_reward
 from taskvec.sites import SiteSpace, enumerate_sites
 
 
@@ -68,3 +68,19 @@ def test_granularities(model, means, pool):
 def test_candidate_ks():
     assert candidate_ks(20) == [1, 2, 3, 4, 6, 9, 14, 20]
     assert candidate_ks(1) == [1]
+
+
+def test_changed_reward_is_the_hole_psnr():
+    g = torch.Generator().manual_seed(3)
+    target = torch.rand(2, 3, G.CELL, G.CELL, generator=g) * 0.8 + 0.1
+    query = target.clone()
+    query[:, :, 40:67, 40:67] = 0  # a 27-px black hole
+    pred = target.clone()
+    pred[:, :, 40:67, 40:67] += 0.01  # 40 dB inside the hole
+    pred[:, :, :20] = 1.0  # the pixels the task leaves alone do not count
+    r = per_sample_reward("inpainting", "changed", pred, target, query)
+    assert torch.allclose(r, torch.full((2,), 40.0), atol=1e-2)
+    assert per_sample_reward("inpainting", "metric", pred, target)[0] < 30
+    assert resolve_reward("inpainting", "auto") == "changed" and resolve_reward("segmentation", "auto") == "metric"
+    with pytest.raises(ValueError):
+        per_sample_reward("inpainting", "changed", pred, target)

@@ -92,8 +92,9 @@ def prompt(task, query, out, example_in, example_out, canvas, zero_shot, taskvec
 @click.option("--time-budget", type=float, default=None, help="minutes; stop early (and save) when reached")
 @click.option("--init", type=click.Path(dir_okay=False, exists=True), default=None, help="start from these weights (fine-tune)")
 @click.option("--changed-weight", default=0.0, show_default=True, help="extra loss weight on the answer pixels the task changes")
+@click.option("--grad-weight", default=0.0, show_default=True, help="weight of an L1 loss on the answer's error gradients (against blocky fills)")
 @cli_errors
-def train(config, out, steps, batch, lr, seed, images, resume, device, eval_every, time_budget, init, changed_weight) -> None:
+def train(config, out, steps, batch, lr, seed, images, resume, device, eval_every, time_budget, init, changed_weight, grad_weight) -> None:
     """Train a pixel-head visual-prompting model on packaged photos and procedural scenes."""
     from taskvec.train import TrainConfig, train as run_train
 
@@ -101,7 +102,7 @@ def train(config, out, steps, batch, lr, seed, images, resume, device, eval_ever
         raise click.BadParameter("must be a multiple of 4 (one share per task)", param_hint="--batch")
     cfg = TrainConfig(
         config=config, steps=steps, batch=batch, lr=lr, seed=seed, images=images, eval_every=eval_every,
-        time_budget_min=time_budget, init=init, changed_weight=changed_weight,
+        time_budget_min=time_budget, init=init, changed_weight=changed_weight, grad_weight=grad_weight,
     )
     path = run_train(cfg, out, resume=resume, device=device)
     click.echo(f"wrote {path}")

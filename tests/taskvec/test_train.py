@@ -66,3 +66,20 @@ def test_resume_without_checkpoint_is_a_one_line_error(tmp_path):
 
     with pytest.raises(UserError, match="nothing to resume"):
         T.train(_cfg(), tmp_path / "none", resume=True, device="cpu")
+
+
+def test_gradient_loss_punishes_blocky_errors_not_uniform_ones():
+    import torch
+
+    w = torch.ones(2, 1, 32, 32)
+    uniform = torch.full((2, 3, 32, 32), 0.5**0.5)  # the same offset everywhere: MSE 0.5
+    stripes = torch.zeros(2, 3, 32, 32)
+    stripes[..., ::2, :] = 1.0  # alternating rows: MSE 0.5 too, |∂y| = 1 everywhere
+    assert torch.allclose(T.answer_error(uniform, w), T.answer_error(stripes, w))
+    assert torch.equal(T.answer_error(uniform, w, grad_weight=1.0), T.answer_error(uniform, w))
+    assert torch.allclose(T.answer_error(stripes, w, grad_weight=1.0), torch.full((2,), 1.5))
+    left = stripes.clone()
+    left[..., 16:] = 0  # the error only in the left half
+    heavy = w.clone()
+    heavy[..., :16] = 9.0  # … where the weights are high
+    assert (T.answer_error(left, heavy, 1.0) > T.answer_error(left, w, 1.0) + 0.5).all()

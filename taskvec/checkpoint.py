@@ -114,7 +114,11 @@ def load_model(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu", se
     model = MaeVQGAN(cfg)
     check_state_dict(model, sd, str(path))
     model.load_state_dict(sd)
-    model._fingerprint = card.get("fingerprint") or fingerprint(sd)  # type: ignore[attr-defined]
+    fp = fingerprint(sd)
+    if card.get("fingerprint", fp) != fp:
+        raise UserError(f"{path}: the weights changed without their card (card fingerprint "
+                        f"{card['fingerprint'][:8]}…, weights {fp[:8]}…)")  # fmt: skip
+    model._fingerprint = fp  # type: ignore[attr-defined]
     model.card = card  # type: ignore[attr-defined]
     return model.eval().to(device)
 

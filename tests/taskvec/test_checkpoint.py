@@ -108,6 +108,19 @@ def test_convert_refuses_mismatched_weights(tmp_path):
     assert not (tmp_path / "bad.safetensors").exists()
 
 
+def test_weights_replaced_without_their_card_are_refused(tmp_path):
+    from taskvec.checkpoint import save_model
+
+    a, b = MaeVQGAN(get_config("micro_pixel")), MaeVQGAN(get_config("micro_pixel"))
+    path = save_model(a, tmp_path / "m.safetensors")
+    assert load_model(str(path))._fingerprint == fingerprint(a.state_dict())
+    card = path.with_suffix(".json").read_text()
+    save_model(b, path)  # new weights, then the old card put back
+    path.with_suffix(".json").write_text(card)
+    with pytest.raises(UserError, match="changed without their card"):
+        load_model(str(path))
+
+
 @pytest.mark.slow
 def test_convert_full_size_vit_large(tmp_path):
     model = MaeVQGAN(get_config("vit_large"))

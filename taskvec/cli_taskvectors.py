@@ -70,7 +70,7 @@ def collect(task, images, out, model, n, batch, seed, pool, resume, variant) -> 
 @click.option("--n-means", default=512, show_default=True, help="canvases for the means when --means is not given")
 @click.option("--reward", type=click.Choice(["auto", "metric", "mse", "changed"]), default="auto", show_default=True,
               help="metric: PSNR (IoU for segmentation); mse: −normalised MSE; changed: PSNR over the "
-                   "pixels the task changes (the hole); auto: changed for in-painting, else metric")  # fmt: skip
+                   "pixels the task changes (the hole); auto: changed for in-painting, mse for colorization, else metric")  # fmt: skip
 @click.option("--k", type=int, default=None, help="REINFORCE: site-sets per step")
 @click.option("--r", type=int, default=None, help="REINFORCE: training queries per step")
 @model_option

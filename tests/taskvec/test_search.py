@@ -82,5 +82,6 @@ def test_changed_reward_is_the_hole_psnr():
     assert torch.allclose(r, torch.full((2,), 40.0), atol=1e-2)
     assert per_sample_reward("inpainting", "metric", pred, target)[0] < 30
     assert resolve_reward("inpainting", "auto") == "changed" and resolve_reward("segmentation", "auto") == "metric"
+    assert resolve_reward("colorization", "auto") == "mse"
     with pytest.raises(ValueError):
         per_sample_reward("inpainting", "changed", pred, target)

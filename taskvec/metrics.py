@@ -65,6 +65,11 @@ def hole_psnr(pred: Tensor, target: Tensor, hole: Tensor, data_range: float = 1.
     return torch.where(n > 0, out, torch.full_like(out, float("nan")))
 
 
+def changed_pixels(query: Tensor, target: Tensor) -> Tensor:
+    """Pixels the task changes, [B,1,H,W] in {0,1}: where the target differs from the query input."""
+    return ((query.float() - target.float()).abs().amax(dim=1, keepdim=True) > 1e-3).float()
+
+
 def compute_metrics(task_name: str, pred: Tensor, target: Tensor, hole: Tensor | None = None) -> dict[str, float]:
     """Batch means: {"iou","mse"} for IoU tasks (segmentation), else {"psnr","ssim","mse"}.
 

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from taskvec import geometry as G
 from taskvec.imagesets import ImageSet, make_queries
-from taskvec.metrics import hole_psnr, iou, mse_normalized, psnr
+from taskvec.metrics import changed_pixels, hole_psnr, iou, mse_normalized, psnr
 from taskvec.model import BlockId, MaeVQGAN
 from taskvec.sites import SiteSpace
 from taskvec.tasks import get_task
@@ -44,11 +44,6 @@ def resolve_reward(task: str, reward: str) -> str:
     if reward == "auto":
         return AUTO_REWARD.get(task, "metric")
     return reward
-
-
-def changed_pixels(query: Tensor, target: Tensor) -> Tensor:
-    """Pixels the task changes, [B,1,H,W] in {0,1}: where the target differs from the query input."""
-    return ((query.float() - target.float()).abs().amax(dim=1, keepdim=True) > 1e-3).float()
 
 
 def per_sample_reward(task: str, reward: str, pred: Tensor, target: Tensor, query: Tensor | None = None) -> Tensor:

@@ -32,6 +32,7 @@ from taskvec.checkpoint import save_model
 from taskvec.config import get_config
 from taskvec.data import load_folder, packaged_photos, prepare_photos, random_crops
 from taskvec.errors import UserError, atomic_path
+from taskvec.metrics import changed_pixels
 from taskvec.model import MaeVQGAN
 from taskvec.scenes import procedural_scenes
 from taskvec.tasks import build_canvases
@@ -151,8 +152,7 @@ def training_loss(
         diff = out.answer_norm[start : start + n] - G.normalize(target)
         w = torch.ones_like(diff[:, :1])
         if changed_weight:
-            changed = (G.get_cell(c, "query") - target).abs().amax(dim=1, keepdim=True) > 1e-3
-            w = 1.0 + changed_weight * changed.float()
+            w = 1.0 + changed_weight * changed_pixels(G.get_cell(c, "query"), target)
         err = answer_error(diff, w, grad_weight)
         by_task.setdefault(task, []).append(err)
         start += n

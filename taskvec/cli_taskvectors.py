@@ -73,12 +73,14 @@ def collect(task, images, out, model, n, batch, seed, pool, resume, variant) -> 
                    "pixels the task changes (the hole); auto: changed for in-painting, mse for colorization, else metric")  # fmt: skip
 @click.option("--k", type=int, default=None, help="REINFORCE: site-sets per step")
 @click.option("--r", type=int, default=None, help="REINFORCE: training queries per step")
+@click.option("--init-logit", type=float, default=None,
+              help="REINFORCE: starting logit of every site (default −1, p≈0.27; lower starts sparser)")
 @model_option
 @pool_option
 @variant_option
 @cli_errors
-def search(task, images, out, method, granularity, steps, seed, means_file, n_means, reward, k, r, model, pool,
-           variant) -> None:
+def search(task, images, out, method, granularity, steps, seed, means_file, n_means, reward, k, r, init_logit, model,
+           pool, variant) -> None:
     """Search which head outputs to patch so the zero-shot model does TASK.
 
     Writes the task vector, its JSON sidecar and a PNG of the search curve. The image
@@ -87,7 +89,7 @@ def search(task, images, out, method, granularity, steps, seed, means_file, n_me
 
     _out_path(out, ".safetensors")
     tv = run_search_cli(task, images, out, method, granularity, steps, seed, means_file, n_means, reward,
-                        model, pool, variant, k=k, r=r)  # fmt: skip
+                        model, pool, variant, k=k, r=r, init_logit=init_logit)  # fmt: skip
     click.echo(f"wrote {out} ({tv.num_sites} sites, {method}, val {tv.meta['metrics'].get('val', float('nan')):.4g})")
 
 

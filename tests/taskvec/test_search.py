@@ -65,6 +65,14 @@ def test_granularities(model, means, pool):
         assert tv.granularity == gran
 
 
+def test_init_logit_sets_where_reinforce_starts(model, means, pool):
+    n = len(enumerate_sites(model.cfg, "head"))
+    for logit, expect in ((-10.0, 0), (10.0, n)):  # one step barely moves a logit of ±10
+        result, tv = run_search(model, means, pool, "reinforce", "head", steps=1, k=2, r=1, n_val=1, progress=False,
+                                init_logit=logit)  # fmt: skip
+        assert tv.num_sites == expect and result.config["init_logit"] == logit
+
+
 def test_candidate_ks():
     assert candidate_ks(20) == [1, 2, 3, 4, 6, 9, 14, 20]
     assert candidate_ks(1) == [1]

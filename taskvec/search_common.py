@@ -119,7 +119,7 @@ class Objective:
         k, r = ans.shape[:2]
         tgt = targets.repeat(k, 1, 1, 1)
         # only the "changed" reward looks at the query inputs; skip the copy on every other step
-        query = G.get_cell(G.denormalize(canvases), "query").repeat(k, 1, 1, 1) if self.reward == "changed" else None
+        query = G.denormalize(G.get_cell(canvases, "query")).repeat(k, 1, 1, 1) if self.reward == "changed" else None
         return per_sample_reward(self.task, self.reward, ans.reshape(k * r, *ans.shape[2:]), tgt, query).reshape(k, r)
 
 

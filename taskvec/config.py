@@ -30,6 +30,9 @@ class ModelConfig:
     decoder_num_heads: int
     head: HeadKind = "vq"
     pixel_mode: PixelMode = "plain"
+    # Gated pixel head only: Gaussian σ (px) that smooths the pixels the model paints itself
+    # (gate closed), across the 16-px token seams and into the known pixels around them; 0 = off.
+    paint_sigma: float = 0.0
     vqgan: VQGANConfig | None = field(default_factory=VQGANConfig)
     mlp_ratio: float = 4.0
     img_size: int = 224
@@ -86,19 +89,19 @@ def vit_large() -> ModelConfig:
 @register_config
 def tiny() -> ModelConfig:
     """The embedded default model trained by this project (pixel head)."""
-    return ModelConfig("tiny", 192, 6, 6, 128, 4, 4, head="pixel", pixel_mode="gated", vqgan=None)
+    return ModelConfig("tiny", 192, 6, 6, 128, 4, 4, head="pixel", pixel_mode="gated", paint_sigma=4.0, vqgan=None)
 
 
 @register_config
 def tiny_plain() -> ModelConfig:
     """``tiny`` with a plain pixel head (paints the answer from nothing), for comparison."""
-    return dataclasses.replace(tiny(), name="tiny_plain", pixel_mode="plain")
+    return dataclasses.replace(tiny(), name="tiny_plain", pixel_mode="plain", paint_sigma=0.0)
 
 
 @register_config
 def tiny_residual() -> ModelConfig:
     """``tiny`` with a residual pixel head (corrects the query), for comparison."""
-    return dataclasses.replace(tiny(), name="tiny_residual", pixel_mode="residual")
+    return dataclasses.replace(tiny(), name="tiny_residual", pixel_mode="residual", paint_sigma=0.0)
 
 
 @register_config
@@ -111,7 +114,7 @@ def micro() -> ModelConfig:
 @register_config
 def micro_pixel() -> ModelConfig:
     """A minimal pixel-head model for tests."""
-    return ModelConfig("micro_pixel", 64, 2, 2, 32, 2, 2, head="pixel", pixel_mode="gated", vqgan=None)
+    return ModelConfig("micro_pixel", 64, 2, 2, 32, 2, 2, head="pixel", pixel_mode="gated", paint_sigma=2.0, vqgan=None)
 
 
 # The published checkpoint's ``args.model`` names → our configs.

@@ -9,6 +9,7 @@ are read back with ``record=True``. Export-only rewrites live in ``export/``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal, Mapping
 
@@ -170,7 +171,14 @@ class MaeVQGAN(nn.Module):
             self.decoder_pred = nn.Linear(dd, cfg.vqgan.n_embed)
             self.vae = VQGAN(cfg.vqgan)
         else:
+            if cfg.paint_sigma and cfg.pixel_mode != "gated":
+                raise ValueError(f"paint_sigma needs the gated pixel head, not {cfg.pixel_mode!r}")
             extra = pp if cfg.pixel_mode == "gated" else 0
+            if cfg.paint_sigma:  # constants, not in the state dict: the weights' fingerprint does not change
+                k = gaussian_kernel(cfg.paint_sigma, cfg.in_chans)
+                ones = torch.ones(1, 1, G.CELL, G.CELL)
+                self.register_buffer("paint_kernel", k, persistent=False)
+                self.register_buffer("paint_norm", gaussian_blur(ones, k[:1], ones), persistent=False)
             self.decoder_pred = nn.Linear(dd, pp * cfg.in_chans + extra)
         self._init_weights()
 
@@ -249,6 +257,9 @@ class MaeVQGAN(nn.Module):
         pix = self.pixel_tokens(ans, canvas)
         block = G.unpatchify(pix, G.GRID // 2, G.GRID // 2)
         answer_norm = G.answer_from_block(block)
+        if self.cfg.paint_sigma:
+            gate = G.unpatchify(self.answer_gate(ans), G.GRID // 2, G.GRID // 2, c=1)
+            answer_norm = smooth_painted(answer_norm, G.answer_from_block(gate), self.paint_kernel, self.paint_norm)
         answer = G.denormalize(answer_norm).clamp(0, 1)
         return ModelOutput(answer, answer_norm, None, y, heads)
 
@@ -290,10 +301,43 @@ class MaeVQGAN(nn.Module):
         gate = gate.repeat_interleave(self.cfg.in_chans, dim=-1)
         return gate * src + rgb
 
+    def answer_gate(self, feats: Tensor) -> Tensor:
+        """Gated pixel head: the per-pixel gate [B,n,16·16] in (0,1) of decoder features [B,n,Dd]
+        (1 = copy the source pixel, 0 = paint it)."""
+        return torch.sigmoid(self.decoder_pred(feats)[..., -self.cfg.patch_size**2 :])
+
     def decode_logits(self, logits: Tensor, grid: int) -> Tensor:
         """VQ head: token logits [B,grid²,V] → argmax codes → VQGAN → [B,3,16g,16g] in [0,1]."""
         idx = logits.argmax(dim=-1).reshape(logits.shape[0], grid, grid)
         return (self.vae.decode_indices(idx) + 1) / 2
+
+
+def gaussian_kernel(sigma: float, channels: int = 3) -> Tensor:
+    """1-D Gaussian taps (radius ⌈3σ⌉, sum 1) for ``channels`` depthwise channels → [C,1,2r+1]."""
+    r = math.ceil(3 * sigma)
+    k = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * sigma**2))
+    return (k / k.sum()).repeat(channels, 1)[:, None]
+
+
+def gaussian_blur(x: Tensor, kernel: Tensor, norm: Tensor | None = None) -> Tensor:
+    """Separable blur of [B,C,H,W] by ``kernel`` [C,1,K] (:func:`gaussian_kernel`) as a
+    normalised convolution: zero padding, divided by the blur of ones (``norm`` [1,1,H,W],
+    computed when not given), so pixels near the border average only the pixels there are.
+    Exported, it is two depthwise Conv nodes and a Div by a constant."""
+    r, c = kernel.shape[-1] // 2, kernel.shape[0]
+    y = F.conv2d(x, kernel[..., None, :], padding=(0, r), groups=c)
+    y = F.conv2d(y, kernel[..., :, None], padding=(r, 0), groups=c)
+    if norm is None:
+        norm = gaussian_blur(torch.ones_like(x[:1, :1]), kernel[:1], torch.ones_like(x[:1, :1]))
+    return y / norm
+
+
+def smooth_painted(answer: Tensor, gate: Tensor, kernel: Tensor, norm: Tensor | None = None) -> Tensor:
+    """Blend ``answer`` [B,C,H,W] towards its Gaussian blur where ``gate`` [B,1,H,W] is closed:
+    ``answer + (1 − gate)·(blur(answer) − answer)``. Copied pixels (gate ≈ 1) stay as they are;
+    painted ones (an in-painting hole) lose the 16-px token seams of the per-token head and
+    blend into the known pixels around them. Linear, so the same in [0,1] and normalised space."""
+    return answer + (1 - gate) * (gaussian_blur(answer, kernel, norm) - answer)
 
 
 def source_canvas(canvas: Tensor) -> Tensor:

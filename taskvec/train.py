@@ -259,7 +259,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         step += 1
         bar.update(1)
         rate = bar.format_dict.get("rate") or 0.0  # steps/s
-        bar.set_postfix(loss=f"{float(loss):.3f}", canvases_per_s=f"{cfg.batch * rate:.0f}")
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", canvases_per_s=f"{cfg.batch * rate:.0f}")
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
             with atomic_path(ckpt) as tmp:
                 torch.save(_checkpoint_state(model, opt, step, gen, scale, cfg), str(tmp))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
 from taskvec import geometry as G
-from taskvec.checkpoint import load_model
+from taskvec.checkpoint import load_model, model_fingerprint
 from taskvec.config import get_config
-from taskvec.model import BlockId, MaeVQGAN, Patch, sincos_pos_embed
+from taskvec.model import BlockId, MaeVQGAN, Patch, gaussian_blur, gaussian_kernel, sincos_pos_embed, smooth_painted
 from taskvec.sites import Site, SiteSpace, enumerate_sites
 
 
@@ -145,7 +147,7 @@ def test_site_names_round_trip():
 
 def test_gated_head_starts_as_copy_of_query():
     torch.manual_seed(0)
-    model = MaeVQGAN(get_config("micro_pixel")).eval()
+    model = MaeVQGAN(dataclasses.replace(get_config("micro_pixel"), paint_sigma=0.0)).eval()
     gen = torch.Generator().manual_seed(1)
     q = torch.rand(2, 3, 111, 111, generator=gen)
     canvas = G.normalize(G.make_canvas(None, None, q))
@@ -183,3 +185,50 @@ def test_answer_source_patches_equal_the_shifted_canvas():
     # the answer block's source is the query, shifted by one cell pitch
     src = source_canvas(x)
     assert torch.equal(src[..., 113:, 113:], x[..., 113:, :111])
+
+
+def test_gaussian_blur_and_smooth_painted():
+    k = gaussian_kernel(2.0)
+    assert k.shape == (3, 1, 13) and torch.allclose(k.sum(-1), torch.ones(3, 1))
+    flat = torch.full((1, 3, 40, 40), 0.3)
+    assert torch.allclose(gaussian_blur(flat, k), flat, atol=1e-6)  # a flat image stays flat, borders too
+    x = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(0))
+    gate = torch.ones(2, 1, 40, 40)
+    gate[..., 10:20, 10:20] = 0.0  # the "painted" square
+    y = smooth_painted(x, gate, k)
+    assert torch.equal(y[..., gate[0, 0] > 0], x[..., gate[0, 0] > 0])  # copied pixels untouched
+    hole = gate[0, 0] == 0
+    assert torch.allclose(y[..., hole], gaussian_blur(x, k)[..., hole])  # painted pixels blurred
+    assert y[..., hole].std() < 0.5 * x[..., hole].std()
+
+
+def test_paint_sigma_smooths_only_where_the_gate_is_closed():
+    cfg = get_config("micro_pixel")
+    assert cfg.paint_sigma > 0
+    torch.manual_seed(0)
+    smooth = MaeVQGAN(cfg).eval()
+    sharp = MaeVQGAN(dataclasses.replace(cfg, paint_sigma=0.0)).eval()
+    # the smoothing has no weights: same state dict, same fingerprint
+    sharp.load_state_dict(smooth.state_dict())
+    assert model_fingerprint(sharp) == model_fingerprint(smooth)
+    q = torch.rand(2, 3, 111, 111, generator=torch.Generator().manual_seed(1))
+    canvas, layout = G.normalize(G.make_canvas(None, None, q)), G.get_layout("zero-shot")
+    pp = cfg.patch_size**2
+    for bias, same in ((30.0, True), (-30.0, False)):
+        for m in (smooth, sharp):
+            with torch.no_grad():
+                m.decoder_pred.weight.normal_(0, 0.05, generator=torch.Generator().manual_seed(2))
+                m.decoder_pred.bias[-pp:] = bias
+        with torch.no_grad():
+            a, b = smooth(canvas, layout).answer_norm, sharp(canvas, layout).answer_norm
+        if same:  # gate open everywhere: the answer is copied, nothing to smooth
+            assert torch.allclose(a, b, atol=1e-5)
+        else:  # gate closed everywhere: everything is painted, everything is blurred
+            assert torch.allclose(a, gaussian_blur(b, smooth.paint_kernel), atol=1e-5)
+            assert torch.allclose(a, gaussian_blur(b, smooth.paint_kernel, smooth.paint_norm), atol=1e-5)
+            assert not torch.allclose(a, b, atol=1e-3)
+
+
+def test_paint_sigma_needs_the_gated_head():
+    with pytest.raises(ValueError, match="gated"):
+        MaeVQGAN(dataclasses.replace(get_config("micro_pixel"), pixel_mode="residual"))

@@ -14,6 +14,7 @@ example alone decides the task.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from torch import Tensor
 from taskvec import metrics as M
 from taskvec.checkpoint import load_model
 from taskvec.data import VAL_PHOTOS, packaged_photos, random_crops
+from taskvec.model import MaeVQGAN
 from taskvec.prompting import one_shot
 from taskvec.scenes import procedural_scenes
 from taskvec.tasks import build_canvases, get_task
@@ -33,10 +35,11 @@ from taskvec.tasks import build_canvases, get_task
 TASKS = ("lowlight", "inpainting", "colorization", "segmentation")
 
 
-def heldout_pairs(n: int, seed: int) -> tuple[Tensor, Tensor]:
-    """(examples, queries), each [n,3,111,111]: query and example from different held-out photos."""
-    photos = packaged_photos("val")
-    names = [p for p in VAL_PHOTOS if p in photos]
+def heldout_pairs(n: int, seed: int, split: str = "val") -> tuple[Tensor, Tensor]:
+    """(examples, queries), each [n,3,111,111]: query and example from different held-out photos
+    (``split="train"``: from different training photos instead)."""
+    photos = packaged_photos(split)  # type: ignore[arg-type]
+    names = [p for p in VAL_PHOTOS if p in photos] if split == "val" else list(photos)
     gen = torch.Generator().manual_seed(seed)
     per = [random_crops([photos[k]], n, gen, scale=(0.3, 1.0), jitter=False) for k in names]
     q = torch.stack([per[i % len(names)][i] for i in range(n)])
@@ -114,6 +117,71 @@ def evaluate_quality(model_spec: str = "tiny", n: int = 96, seed: int = 7) -> di
         for k, v in r.items():
             r[k] = round(float(v), 4)
     return {"model": model_spec, "n_images": n, "seed": seed, "heldout_photos": list(VAL_PHOTOS), "rows": rows}
+
+
+@torch.no_grad()
+def inpainting_seen_unseen(model_spec: str | MaeVQGAN = "tiny", n: int = 96, seed: int = 7) -> dict:
+    """In-painting on images the model has seen and has not: crops of its training photos,
+    of the held-out photos, and procedural scenes without a photo background (fresh shapes on
+    gradients and smooth noise, from the training distribution but never the same image).
+    One-shot, the example from another image of the same set; the model's hole pasted into
+    the query beside Telea and the mean-colour fill. A model that learned to in-paint gains
+    over the mean colour on all three; one that recalls its training photos gains on the first."""
+    model = load_model(model_spec) if isinstance(model_spec, str) else model_spec
+    gen = torch.Generator().manual_seed(seed)
+    sets = {"training_photos": heldout_pairs(n, seed, "train"), "heldout_photos": heldout_pairs(n, seed)}
+    sets["procedural_scenes"] = (procedural_scenes(n, gen)[0], procedural_scenes(n, gen)[0])
+    task = get_task("inpainting")
+    out = {}
+    for name, (ex, q) in sets.items():
+        params = task.sample_params(n, gen, variant="paper")
+        ex_in, ex_out = task.apply(ex, params)
+        q_in, target = task.apply(q, params)
+        pred, _ = one_shot(model, ex_in, ex_out, q_in)
+        hole = params["hole"]
+        fills = {"model": M.paste_hole(pred, target, hole), **inpaint_baselines(q_in, hole)}
+        out[name] = {f"{k}_{m}": round(float(f(v).mean()), 4) for k, v in fills.items() for m, f in (
+            ("hole_psnr", lambda v: M.hole_psnr(v, target, hole)), ("ssim", lambda v: M.ssim(v, target)))}
+    return out
+
+
+def with_paint_sigma(model: MaeVQGAN, sigma: float) -> MaeVQGAN:
+    """The same weights with another ``paint_sigma`` (the smoothing has no weights of its own)."""
+    other = MaeVQGAN(dataclasses.replace(model.cfg, paint_sigma=float(sigma))).eval()
+    other.load_state_dict(model.state_dict())
+    return other
+
+
+def paint_sigma_sweep(model_spec: str, sigmas: list[float], n: int = 96, seed: int = 7) -> dict:
+    """:func:`inpainting_seen_unseen` (the model's rows) for each ``paint_sigma``: how much the
+    gated head's smoothing of painted pixels helps, on the training photos, held-out photos
+    and fresh scenes. Choose σ on the first and last; the held-out row is for reporting."""
+    model = load_model(model_spec)
+    out = {}
+    for sigma in sigmas:
+        rows = inpainting_seen_unseen(with_paint_sigma(model, sigma), n, seed)
+        out[f"{sigma:g}"] = {k: {m: v for m, v in r.items() if m.startswith("model_")} for k, r in rows.items()}
+    return out
+
+
+def sweep_markdown(sweep: dict) -> str:
+    sets = list(next(iter(sweep.values())))
+    lines = ["| paint σ px | " + " | ".join(f"{s.replace('_', ' ')}: hole PSNR dB (pasted SSIM)" for s in sets) + " |",
+             "|---" * (len(sets) + 1) + "|"]
+    for sigma, rows in sweep.items():
+        cells = [f"{rows[s]['model_hole_psnr']:.2f} ({rows[s]['model_ssim']:.4f})" for s in sets]
+        lines.append(f"| {sigma} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def seen_unseen_markdown(rows: dict) -> str:
+    lines = ["| in-painting on | model hole PSNR dB (pasted SSIM) | mean colour | Telea | model − mean colour dB |",
+             "|---|---|---|---|---|"]
+    for name, r in rows.items():
+        cells = [f"{r[f'{k}_hole_psnr']:.2f} ({r[f'{k}_ssim']:.3f})" for k in ("model", "mean_colour", "opencv_telea")]
+        gain = r["model_hole_psnr"] - r["mean_colour_hole_psnr"]
+        lines.append(f"| {name.replace('_', ' ')} | {' | '.join(cells)} | {gain:+.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def task_identification(model, ex, exm, q, qm, gen) -> dict:
@@ -206,10 +274,29 @@ def to_markdown(res: dict) -> str:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False))
 @click.option("--markdown", type=click.Path(dir_okay=False))
 @click.option("--grid", type=click.Path(dir_okay=False), help="also draw a PNG grid of examples")
-def main(model, n, seed, json_path, markdown, grid) -> None:
+@click.option("--seen-unseen", is_flag=True,
+              help="also in-paint crops of the training photos and fresh procedural scenes (does the model "
+                   "in-paint, or recall the photos it was trained on?)")
+@click.option("--paint-sigma-sweep", "sweep", metavar="S1,S2,…",
+              help="also the in-painting rows of --seen-unseen for each of these paint_sigma values")
+def main(model, n, seed, json_path, markdown, grid, seen_unseen, sweep) -> None:
     """Measure one-shot prompting quality on held-out photos and print a table."""
+    sigmas = None
+    if sweep:
+        try:
+            sigmas = [float(s) for s in sweep.split(",")]
+        except ValueError:
+            raise click.BadParameter(f"expected numbers like 0,2,4, got {sweep!r}", param_hint="--paint-sigma-sweep") from None
+        if any(s < 0 for s in sigmas):
+            raise click.BadParameter("σ must be ≥ 0", param_hint="--paint-sigma-sweep")
     res = evaluate_quality(model, n, seed)
     md = to_markdown(res)
+    if seen_unseen:
+        res["inpainting_seen_unseen"] = inpainting_seen_unseen(model, n, seed)
+        md += "\n" + seen_unseen_markdown(res["inpainting_seen_unseen"])
+    if sigmas is not None:
+        res["paint_sigma_sweep"] = paint_sigma_sweep(model, sigmas, n, seed)
+        md += "\n" + sweep_markdown(res["paint_sigma_sweep"])
     click.echo(md)
     if json_path:
         Path(json_path).write_text(json.dumps(res, indent=2) + "\n")

@@ -254,12 +254,12 @@ class MaeVQGAN(nn.Module):
             logits = self.decoder_pred(ans)
             block = self.decode_logits(logits, G.GRID // 2)
             return ModelOutput(G.answer_from_block(block), None, logits, y, heads)
-        pix = self.pixel_tokens(ans, canvas)
+        pix, gate = self.pixel_tokens(ans, canvas, with_gate=True)
         block = G.unpatchify(pix, G.GRID // 2, G.GRID // 2)
         answer_norm = G.answer_from_block(block)
         if self.cfg.paint_sigma:
-            gate = G.unpatchify(self.answer_gate(ans), G.GRID // 2, G.GRID // 2, c=1)
-            answer_norm = smooth_painted(answer_norm, G.answer_from_block(gate), self.paint_kernel, self.paint_norm)
+            gate = G.answer_from_block(G.unpatchify(gate, G.GRID // 2, G.GRID // 2, c=1))
+            answer_norm = smooth_painted(answer_norm, gate, self.paint_kernel, self.paint_norm)
         answer = G.denormalize(answer_norm).clamp(0, 1)
         return ModelOutput(answer, answer_norm, None, y, heads)
 
@@ -279,32 +279,32 @@ class MaeVQGAN(nn.Module):
         return cache[key]
 
     # ------------------------------------------------------------------ heads
-    def pixel_tokens(self, feats: Tensor, canvas: Tensor, tokens: list[int] | None = None) -> Tensor:
+    def pixel_tokens(self, feats: Tensor, canvas: Tensor, tokens: list[int] | None = None, with_gate: bool = False):
         """Pixel head on decoder features [B,n,Dd] of canvas ``tokens`` (default: the answer
-        cell's 49) → [B,n,16·16·3] ImageNet-normalised pixels.
+        cell's 49) → [B,n,16·16·3] ImageNet-normalised pixels (and, ``with_gate``, the gated
+        head's per-pixel gate [B,n,16·16] in (0,1) — 1 copies the source pixel, 0 paints it —
+        or None for the other heads).
 
         "residual"/"gated" add to the *source* patch: the pixels 113 px to the left (the
         query under the answer, the example input under the example output; mean grey
         where there is none)."""
         out = self.decoder_pred(feats)
         mode = self.cfg.pixel_mode
+        gate = None
         if mode == "plain":
-            return out
-        if tokens is None:
-            src = answer_source_patches(canvas)
+            pix = out
         else:
-            src = G.patchify(source_canvas(canvas))[:, torch.tensor(tokens, device=canvas.device)]
-        if mode == "residual":
-            return src + out
-        pp = self.cfg.patch_size**2
-        rgb, gate = out[..., :-pp], torch.sigmoid(out[..., -pp:])
-        gate = gate.repeat_interleave(self.cfg.in_chans, dim=-1)
-        return gate * src + rgb
-
-    def answer_gate(self, feats: Tensor) -> Tensor:
-        """Gated pixel head: the per-pixel gate [B,n,16·16] in (0,1) of decoder features [B,n,Dd]
-        (1 = copy the source pixel, 0 = paint it)."""
-        return torch.sigmoid(self.decoder_pred(feats)[..., -self.cfg.patch_size**2 :])
+            if tokens is None:
+                src = answer_source_patches(canvas)
+            else:
+                src = G.patchify(source_canvas(canvas))[:, torch.tensor(tokens, device=canvas.device)]
+            if mode == "residual":
+                pix = src + out
+            else:
+                pp = self.cfg.patch_size**2
+                rgb, gate = out[..., :-pp], torch.sigmoid(out[..., -pp:])
+                pix = gate.repeat_interleave(self.cfg.in_chans, dim=-1) * src + rgb
+        return (pix, gate) if with_gate else pix
 
     def decode_logits(self, logits: Tensor, grid: int) -> Tensor:
         """VQ head: token logits [B,grid²,V] → argmax codes → VQGAN → [B,3,16g,16g] in [0,1]."""

@@ -87,19 +87,11 @@ def evaluate_quality(model_spec: str = "tiny", n: int = 96, seed: int = 7) -> di
     rows["lowlight"] = {"psnr": M.psnr(pred, target).mean().item(), "input_psnr": M.psnr(q_in, target).mean().item(),
                         "ssim": M.ssim(pred, target).mean().item()}
 
-    task = get_task("inpainting")
-    params = task.sample_params(n, gen, variant="paper")
-    ex_in, ex_out = task.apply(ex, params)
-    q_in, target = task.apply(q, params)
-    pred, _ = one_shot(model, ex_in, ex_out, q_in)
-    hole = params["hole"]
-    inp = {"model": pred, **inpaint_baselines(q_in, hole)}
-    rows["inpainting"] = {
-        f"{k}_hole_psnr": M.hole_psnr(v, target, hole).mean().item() for k, v in inp.items()
-    } | {f"{k}_ssim": M.ssim(v, target).mean().item() for k, v in inp.items()}
+    fills, target, hole = inpaint_one_shot(model, ex, q, gen)
+    rows["inpainting"] = fill_metrics(fills, target, hole)
     # The model redraws the whole cell; tvrun (like every in-painting tool) keeps the known
     # pixels and pastes only the hole back. The baselines already leave them untouched.
-    rows["inpainting"]["model_pasted_ssim"] = M.ssim(M.paste_hole(pred, target, hole), target).mean().item()
+    rows["inpainting"]["model_pasted_ssim"] = M.ssim(M.paste_hole(fills["model"], target, hole), target).mean().item()
 
     canvas, target, q_in = build_canvases("colorization", ex, q, gen, "paper", with_answer=False)
     pred, _ = one_shot(model, canvas[:, :, :111, :111], canvas[:, :, :111, 113:], q_in)
@@ -119,6 +111,23 @@ def evaluate_quality(model_spec: str = "tiny", n: int = 96, seed: int = 7) -> di
     return {"model": model_spec, "n_images": n, "seed": seed, "heldout_photos": list(VAL_PHOTOS), "rows": rows}
 
 
+def inpaint_one_shot(model: MaeVQGAN, ex: Tensor, q: Tensor, gen: torch.Generator) -> tuple[dict, Tensor, Tensor]:
+    """One-shot in-painting of ``q`` (a 27-px hole; the example pair from ``ex``, same hole)
+    → (fills {model: the raw answer, opencv_telea, mean_colour}, target, hole)."""
+    task = get_task("inpainting")
+    params = task.sample_params(q.shape[0], gen, variant="paper")
+    ex_in, ex_out = task.apply(ex, params)
+    q_in, target = task.apply(q, params)
+    pred, _ = one_shot(model, ex_in, ex_out, q_in)
+    return {"model": pred, **inpaint_baselines(q_in, params["hole"])}, target, params["hole"]
+
+
+def fill_metrics(fills: dict[str, Tensor], target: Tensor, hole: Tensor) -> dict[str, float]:
+    """``{name}_hole_psnr`` and ``{name}_ssim`` (whole cell), means over the batch, per fill."""
+    return {f"{k}_hole_psnr": M.hole_psnr(v, target, hole).mean().item() for k, v in fills.items()} | {
+        f"{k}_ssim": M.ssim(v, target).mean().item() for k, v in fills.items()}
+
+
 @torch.no_grad()
 def inpainting_seen_unseen(model_spec: str | MaeVQGAN = "tiny", n: int = 96, seed: int = 7) -> dict:
     """In-painting on images the model has seen and has not: crops of its training photos,
@@ -131,17 +140,11 @@ def inpainting_seen_unseen(model_spec: str | MaeVQGAN = "tiny", n: int = 96, see
     gen = torch.Generator().manual_seed(seed)
     sets = {"training_photos": heldout_pairs(n, seed, "train"), "heldout_photos": heldout_pairs(n, seed)}
     sets["procedural_scenes"] = (procedural_scenes(n, gen)[0], procedural_scenes(n, gen)[0])
-    task = get_task("inpainting")
     out = {}
     for name, (ex, q) in sets.items():
-        params = task.sample_params(n, gen, variant="paper")
-        ex_in, ex_out = task.apply(ex, params)
-        q_in, target = task.apply(q, params)
-        pred, _ = one_shot(model, ex_in, ex_out, q_in)
-        hole = params["hole"]
-        fills = {"model": M.paste_hole(pred, target, hole), **inpaint_baselines(q_in, hole)}
-        out[name] = {f"{k}_{m}": round(float(f(v).mean()), 4) for k, v in fills.items() for m, f in (
-            ("hole_psnr", lambda v: M.hole_psnr(v, target, hole)), ("ssim", lambda v: M.ssim(v, target)))}
+        fills, target, hole = inpaint_one_shot(model, ex, q, gen)
+        fills["model"] = M.paste_hole(fills["model"], target, hole)
+        out[name] = {k: round(v, 4) for k, v in fill_metrics(fills, target, hole).items()}
     return out
 
 
@@ -152,11 +155,11 @@ def with_paint_sigma(model: MaeVQGAN, sigma: float) -> MaeVQGAN:
     return other
 
 
-def paint_sigma_sweep(model_spec: str, sigmas: list[float], n: int = 96, seed: int = 7) -> dict:
+def paint_sigma_sweep(model_spec: str | MaeVQGAN, sigmas: list[float], n: int = 96, seed: int = 7) -> dict:
     """:func:`inpainting_seen_unseen` (the model's rows) for each ``paint_sigma``: how much the
     gated head's smoothing of painted pixels helps, on the training photos, held-out photos
     and fresh scenes. Choose σ on the first and last; the held-out row is for reporting."""
-    model = load_model(model_spec)
+    model = load_model(model_spec) if isinstance(model_spec, str) else model_spec
     out = {}
     for sigma in sigmas:
         rows = inpainting_seen_unseen(with_paint_sigma(model, sigma), n, seed)
@@ -291,11 +294,12 @@ def main(model, n, seed, json_path, markdown, grid, seen_unseen, sweep) -> None:
             raise click.BadParameter("σ must be ≥ 0", param_hint="--paint-sigma-sweep")
     res = evaluate_quality(model, n, seed)
     md = to_markdown(res)
+    loaded = load_model(model) if seen_unseen or sigmas is not None else None
     if seen_unseen:
-        res["inpainting_seen_unseen"] = inpainting_seen_unseen(model, n, seed)
+        res["inpainting_seen_unseen"] = inpainting_seen_unseen(loaded, n, seed)
         md += "\n" + seen_unseen_markdown(res["inpainting_seen_unseen"])
     if sigmas is not None:
-        res["paint_sigma_sweep"] = paint_sigma_sweep(model, sigmas, n, seed)
+        res["paint_sigma_sweep"] = paint_sigma_sweep(loaded, sigmas, n, seed)
         md += "\n" + sweep_markdown(res["paint_sigma_sweep"])
     click.echo(md)
     if json_path:

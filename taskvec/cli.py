@@ -6,6 +6,9 @@ Each command is a few lines of option parsing around an importable function.
 from __future__ import annotations
 
 import json
+import shlex
+import sys
+
 import click
 
 from taskvec.checkpoint import DEFAULT_MODEL
@@ -86,6 +89,7 @@ def prompt(task, query, out, example_in, example_out, canvas, zero_shot, taskvec
 @click.option("--lr", default=1e-3, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--images", type=click.Path(file_okay=False), help="extra folder of your own training images")
+@click.option("--bank", type=click.Path(file_okay=False, exists=True), help="image bank from `taskvec data fetch` (its train split)")
 @click.option("--resume", is_flag=True, help="continue from OUT/last.pt exactly")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
 @click.option("--eval-every", default=500, show_default=True, help="validate on held-out photos every N steps")
@@ -94,18 +98,43 @@ def prompt(task, query, out, example_in, example_out, canvas, zero_shot, taskvec
 @click.option("--changed-weight", default=0.0, show_default=True, help="extra loss weight on the answer pixels the task changes")
 @click.option("--grad-weight", default=0.0, show_default=True, help="weight of an L1 loss on the answer's error gradients (against blocky fills)")
 @cli_errors
-def train(config, out, steps, batch, lr, seed, images, resume, device, eval_every, time_budget, init, changed_weight, grad_weight) -> None:
+def train(config, out, steps, batch, lr, seed, images, bank, resume, device, eval_every, time_budget, init, changed_weight, grad_weight) -> None:
     """Train a pixel-head visual-prompting model on packaged photos and procedural scenes."""
     from taskvec.train import TrainConfig, train as run_train
 
     if batch % 4:
         raise click.BadParameter("must be a multiple of 4 (one share per task)", param_hint="--batch")
     cfg = TrainConfig(
-        config=config, steps=steps, batch=batch, lr=lr, seed=seed, images=images, eval_every=eval_every,
+        config=config, steps=steps, batch=batch, lr=lr, seed=seed, images=images, bank=bank, eval_every=eval_every,
         time_budget_min=time_budget, init=init, changed_weight=changed_weight, grad_weight=grad_weight,
     )
+    cfg.extra["command"] = shlex.join(["taskvec", *sys.argv[1:]])
     path = run_train(cfg, out, resume=resume, device=device)
     click.echo(f"wrote {path}")
+
+
+@main.group(cls=OneLineGroup)
+def data() -> None:
+    """Training images: fetch the image bank from Debian's package registry."""
+
+
+@data.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="bank folder to create (must not exist)")
+@cli_errors
+def fetch(out: str) -> None:
+    """Download Debian's wallpaper packages and tuxpaint-stamps-default (apt-get download, dpkg -x:
+    nothing is installed) and write OUT/{wallpapers,stamps}/ plus OUT/manifest.json (sha256,
+    source package, pixel size, licence, validation split by picture).
+
+    Train on it with `taskvec train --bank OUT`. Without network access this ends with one line;
+    `taskvec train --images DIR` takes any folder of your own photos instead."""
+    from taskvec.fetch import fetch as run_fetch
+
+    entries = run_fetch(out)
+    n = {k: sum(e.kind == k for e in entries) for k in ("wallpaper", "stamp")}
+    val = {k: sum(e.kind == k and e.split == "val" for e in entries) for k in n}
+    click.echo(f"wrote {out}: {n['wallpaper']} wallpapers ({val['wallpaper']} held out), "
+               f"{n['stamp']} stamps ({val['stamp']} held out)")
 
 
 def _register_optional_commands() -> None:

@@ -33,6 +33,9 @@ class ModelConfig:
     # Gated pixel head only: Gaussian σ (px) that smooths the pixels the model paints itself
     # (gate closed), across the 16-px token seams and into the known pixels around them; 0 = off.
     paint_sigma: float = 0.0
+    # Pixel heads only: channels of a small convolutional refinement over the assembled 112×112
+    # answer block (it can carry a hole's border inwards, which a per-token head cannot); 0 = none.
+    refine: int = 0
     vqgan: VQGANConfig | None = field(default_factory=VQGANConfig)
     mlp_ratio: float = 4.0
     img_size: int = 224
@@ -93,6 +96,12 @@ def tiny() -> ModelConfig:
 
 
 @register_config
+def tiny_refine() -> ModelConfig:
+    """``tiny`` with a convolutional refinement of the answer (:class:`taskvec.model.AnswerRefiner`)."""
+    return dataclasses.replace(tiny(), name="tiny_refine", refine=32)
+
+
+@register_config
 def tiny_plain() -> ModelConfig:
     """``tiny`` with a plain pixel head (paints the answer from nothing), for comparison."""
     return dataclasses.replace(tiny(), name="tiny_plain", pixel_mode="plain", paint_sigma=0.0)
@@ -115,6 +124,12 @@ def micro() -> ModelConfig:
 def micro_pixel() -> ModelConfig:
     """A minimal pixel-head model for tests."""
     return ModelConfig("micro_pixel", 64, 2, 2, 32, 2, 2, head="pixel", pixel_mode="gated", paint_sigma=2.0, vqgan=None)
+
+
+@register_config
+def micro_refine() -> ModelConfig:
+    """:func:`micro_pixel` with the convolutional answer refinement, for tests."""
+    return dataclasses.replace(micro_pixel(), name="micro_refine", refine=8)
 
 
 # The published checkpoint's ``args.model`` names → our configs.

@@ -28,6 +28,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from taskvec import geometry as G
+from taskvec.bank import ImageBank, bank_crops, composite_stamps
 from taskvec.checkpoint import save_model
 from taskvec.config import get_config
 from taskvec.data import load_folder, packaged_photos, prepare_photos, random_crops
@@ -53,6 +54,7 @@ class TrainConfig:
     mim_weight: float = 0.25
     seed: int = 0
     images: str | None = None  # extra folder of the user's images
+    bank: str | None = None  # image bank from `taskvec data fetch` (wallpapers + stamps)
     ckpt_every: int = 250
     eval_every: int = 500
     eval_images: int = 48
@@ -63,22 +65,42 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
 
-class DataSource:
-    """Batches of training images: packaged photo crops, procedural scenes, user images."""
+STAMPED = 0.4  # share of photo cells that get a cut-out stamp pasted in (with a bank)
 
-    def __init__(self, device: torch.device, images: str | None = None, split: str = "train") -> None:
+
+class DataSource:
+    """Batches of training images: packaged photo crops, procedural scenes, user images and,
+    with an image bank (:mod:`taskvec.bank`), wallpaper crops and stamp composites."""
+
+    def __init__(self, device: torch.device, images: str | None = None, split: str = "train",
+                 bank: str | None = None) -> None:
         photos = list(packaged_photos(split).values())
-        if images:
+        if images and split == "train":
             photos += list(load_folder(images, size=256))
         self.photos = prepare_photos(photos, device=device)
         self.device = device
+        self.bank = ImageBank.load(bank, split, device) if bank else None
 
     def photos_batch(self, n: int, gen: torch.Generator) -> Tensor:
-        return random_crops(self.photos, n, gen, device=self.device)
+        if self.bank is None:
+            return random_crops(self.photos, n, gen, device=self.device)
+        n_bank = n // 2
+        x = torch.cat([bank_crops(self.bank, n_bank, gen, device=self.device),
+                       random_crops(self.photos, n - n_bank, gen, device=self.device)])
+        n_st = int(n * STAMPED)
+        if n_st:
+            x[:n_st] = composite_stamps(x[:n_st], self.bank.stamps, gen)[0]
+        return x
 
     def scenes_batch(self, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Images with foreground masks: procedural scenes and, with a bank, half stamp composites."""
+        n_st = n // 2 if self.bank is not None else 0
         backgrounds = self.photos_batch(n, gen)
-        return procedural_scenes(n, gen, backgrounds, device=self.device)
+        imgs, masks = procedural_scenes(n - n_st, gen, backgrounds[: n - n_st], device=self.device)
+        if n_st:
+            si, sm = composite_stamps(backgrounds[n - n_st :], self.bank.stamps, gen)
+            imgs, masks = torch.cat([imgs, si]), torch.cat([masks, sm])
+        return imgs, masks
 
 
 def sample_batch(src: DataSource, cfg: TrainConfig, gen: torch.Generator) -> list[tuple[str, Tensor, Tensor]]:
@@ -165,13 +187,15 @@ def training_loss(
 
 
 @torch.no_grad()
-def validate(model: MaeVQGAN, device: torch.device, n: int = 48, seed: int = 1234) -> dict[str, float]:
-    """One-shot prompting on held-out photos (and held-out scenes for segmentation)."""
+def validate(model: MaeVQGAN, device: torch.device, n: int = 48, seed: int = 1234,
+             bank: str | None = None) -> dict[str, float]:
+    """One-shot prompting on held-out photos (and held-out scenes for segmentation); with a
+    bank, on its validation pictures and stamps too."""
     from taskvec.metrics import compute_metrics
 
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed)
-    src = DataSource(device, split="val")
+    src = _val_source(device, bank)
     out: dict[str, float] = {}
     for task in TASKS:
         if task == "segmentation":
@@ -190,6 +214,16 @@ def validate(model: MaeVQGAN, device: torch.device, n: int = 48, seed: int = 123
             out[f"{task}/input_{'psnr' if 'psnr' in base else 'mse'}"] = round(base.get("psnr", base["mse"]), 4)
     model.train()
     return out
+
+
+_VAL_SOURCES: dict = {}
+
+
+def _val_source(device: torch.device, bank: str | None) -> DataSource:
+    key = (str(device), bank)
+    if key not in _VAL_SOURCES:
+        _VAL_SOURCES[key] = DataSource(device, split="val", bank=bank)
+    return _VAL_SOURCES[key]
 
 
 def _checkpoint_state(model, opt, step, gen, scale, cfg) -> dict:
@@ -216,7 +250,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
     if cfg.init:
         from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(cfg.init))
+        load_init(model, load_file(cfg.init), cfg.init)
     model = model.to(dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
@@ -233,7 +267,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         step, scale = state["step"], dict(state["scale"])
         hist_file = out_dir / "history.json"
         history = json.loads(hist_file.read_text()) if hist_file.exists() else []
-    src = DataSource(dev, cfg.images)
+    src = DataSource(dev, cfg.images, bank=cfg.bank)
     amp = dev.type == "cuda"
     t0 = time.time()
     bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.config}", unit="step", dynamic_ncols=True)
@@ -277,6 +311,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
             "scenes": "procedural shapes/textures on photo backgrounds with foreground masks",
             "held_out_photos": "taskvec.data.VAL_PHOTOS",
             "user_images": cfg.images,
+            **(bank_card(cfg.bank) if cfg.bank else {}),
         },
         "seed": cfg.seed,
         "steps": step,
@@ -287,8 +322,34 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
     return save_model(model.cpu().eval(), out_dir / f"{cfg.config}.safetensors", card)
 
 
+def load_init(model: MaeVQGAN, state: dict[str, Tensor], name: str) -> None:
+    """Fine-tune start: ``state`` must fit ``model`` exactly, except that a model with an
+    answer refinement may start from weights without one (the refinement starts at zero)."""
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
+        raise UserError(f"--init {name}: weights of another architecture ({first})") from None
+    missing = [k for k in missing if not k.startswith("refine.")]
+    if missing or unexpected:
+        raise UserError(f"--init {name}: weights of another architecture "
+                        f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def bank_card(bank: str) -> dict:
+    from taskvec.fetch import manifest_hash, read_manifest
+
+    entries = read_manifest(bank)
+    count = lambda kind, split: sum(e.kind == kind and e.split == split for e in entries)  # noqa: E731
+    return {
+        "bank_manifest_sha256": manifest_hash(bank),
+        "bank": {k: {s: count(k, s) for s in ("train", "val")} for k in ("wallpaper", "stamp")},
+        "bank_packages": sorted({e.package for e in entries}),
+    }
+
+
 def _log_eval(model, dev, cfg: TrainConfig, step: int, t0: float, logs: dict, history: list, out_dir: Path) -> None:
-    metrics = validate(model, dev, cfg.eval_images)
+    metrics = validate(model, dev, cfg.eval_images, bank=cfg.bank)
     history.append({"step": step, "elapsed_s": round(time.time() - t0, 1), **logs, **metrics})
     (out_dir / "history.json").write_text(json.dumps(history, indent=1))
     tqdm.write(json.dumps(history[-1]))

@@ -136,3 +136,19 @@ def test_in_context_graph(tmp_path, nano_vq):
     assert res.check.max_abs_float <= FP32_BOUND
     dc = res.decode_comparison
     assert dc and {"halo0", "halo1"} <= set(dc) and dc["halo0"]["max_abs"] >= 0
+
+
+def test_refine_head_exports_with_parity(tmp_path):
+    """The convolutional answer refinement is part of the exported graph and checked like the rest."""
+    from export.onnx_export import random_taskvector
+
+    import torch
+
+    from taskvec.checkpoint import load_model
+
+    model = load_model("random:micro_refine")
+    torch.nn.init.normal_(model.refine.out.weight, std=0.05)  # not the zero start: the convs must matter
+    res = export_task("inpainting", model, random_taskvector(model, "inpainting"), tmp_path)
+    assert res.check.max_abs_float <= FP32_BOUND
+    ops = [n.op_type for n in onnx.load(str(res.onnx_path)).graph.node]
+    assert ops.count("Conv") >= 5 and "Resize" in ops  # the refiner's five convolutions and its ×2

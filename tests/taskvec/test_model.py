@@ -232,3 +232,44 @@ def test_paint_sigma_smooths_only_where_the_gate_is_closed():
 def test_paint_sigma_needs_the_gated_head():
     with pytest.raises(ValueError, match="gated"):
         MaeVQGAN(dataclasses.replace(get_config("micro_pixel"), pixel_mode="residual"))
+
+
+def test_refine_starts_as_the_model_without_it():
+    """A refinement fine-tuned from weights without one starts exactly where they were."""
+    from taskvec.train import load_init
+
+    torch.manual_seed(0)
+    base = MaeVQGAN(get_config("micro_pixel")).eval()
+    with torch.no_grad():  # a head that paints (gate partly closed), so every input of the refiner matters
+        base.decoder_pred.weight.normal_(std=0.05)
+    ref = MaeVQGAN(get_config("micro_refine")).eval()
+    load_init(ref, base.state_dict(), "base")
+    x = G.normalize(torch.rand(2, 3, 224, 224))
+    for name in ("in-context", "zero-shot"):
+        with torch.no_grad():
+            assert torch.equal(base(x, G.get_layout(name)).answer, ref(x, G.get_layout(name)).answer)
+    with torch.no_grad():  # once trained, the refinement changes the answer, smoothly and everywhere
+        ref.refine.out.weight.normal_(std=0.05)
+        d = (ref(x, G.get_layout("zero-shot")).answer - base(x, G.get_layout("zero-shot")).answer).abs()
+    assert d.mean() > 1e-3 and d[..., :20, :20].mean() > 0 and d[..., -20:, -20:].mean() > 0
+
+
+def test_refine_init_refuses_other_architectures():
+    from taskvec.errors import UserError
+    from taskvec.train import load_init
+
+    ref = MaeVQGAN(get_config("micro_refine"))
+    with pytest.raises(UserError, match="another architecture"):
+        load_init(ref, MaeVQGAN(get_config("micro")).state_dict(), "micro.safetensors")
+
+
+def test_refine_receptive_field_reaches_a_holes_centre():
+    """The refinement carries information ≥ 14 px (half a 27-px hole) from where it starts."""
+    torch.manual_seed(0)
+    r = MaeVQGAN(get_config("micro_refine")).refine
+    torch.nn.init.normal_(r.out.weight, std=0.1)
+    a = torch.zeros(1, 3, 112, 112, requires_grad=True)
+    out = r(a, torch.zeros_like(a), torch.ones_like(a[:, :1]))
+    out[0, :, 56, 56].sum().backward()
+    reach = a.grad[0].abs().sum(0).nonzero()
+    assert (reach[:, 1] - 56).abs().max() >= 14

@@ -148,6 +148,57 @@ def inpainting_seen_unseen(model_spec: str | MaeVQGAN = "tiny", n: int = 96, see
     return out
 
 
+@torch.no_grad()
+def bank_quality(model_spec: str | MaeVQGAN, bank: str, n: int = 96, seed: int = 7) -> dict:
+    """Every task on an image bank's validation pictures (never trained on) and, for the
+    seen/unseen gap, its training pictures: wallpaper crops at the training scales, 40 %
+    with a cut-out stamp of the same split; segmentation on stamp composites. One-shot, the
+    example from another crop of the same split; in-painting beside Telea and the mean colour."""
+    from taskvec.bank import ImageBank, bank_crops, composite_stamps
+    from taskvec.train import STAMPED
+
+    model = load_model(model_spec) if isinstance(model_spec, str) else model_spec
+    out = {}
+    for split in ("train", "val"):
+        b = ImageBank.load(bank, split)  # type: ignore[arg-type]
+        gen = torch.Generator().manual_seed(seed)
+        ex, q = bank_crops(b, n, gen), bank_crops(b, n, gen)
+        k = int(n * STAMPED)
+        ex[:k], q[:k] = composite_stamps(ex[:k], b.stamps, gen)[0], composite_stamps(q[:k], b.stamps, gen)[0]
+        rows = {}
+        fills, target, hole = inpaint_one_shot(model, ex, q, gen)
+        fills["model"] = M.paste_hole(fills["model"], target, hole)
+        rows["inpainting"] = fill_metrics(fills, target, hole)
+        for t, variant in (("lowlight", "paper"), ("lowlight", "realistic"), ("colorization", "paper")):
+            canvas, target, q_in = build_canvases(t, ex, q, gen, variant, with_answer=False)
+            pred, _ = one_shot(model, canvas[:, :, :111, :111], canvas[:, :, :111, 113:], q_in)
+            rows[f"{t}_{variant}"] = {"psnr": M.psnr(pred, target).mean().item(),
+                                      "input_psnr": M.psnr(q_in, target).mean().item(),
+                                      "mse": M.mse_normalized(pred, target).mean().item(),
+                                      "input_mse": M.mse_normalized(q_in, target).mean().item()}
+        (sex, sexm), (sq, sqm) = composite_stamps(bank_crops(b, n, gen), b.stamps, gen), \
+            composite_stamps(bank_crops(b, n, gen), b.stamps, gen)
+        canvas, target, q_in = build_canvases("segmentation", sex, sq, gen, "paper", sexm, sqm, with_answer=False)
+        pred, _ = one_shot(model, canvas[:, :, :111, :111], canvas[:, :, :111, 113:], q_in)
+        rows["segmentation"] = {"iou": M.iou(pred, target).mean().item()}
+        out[f"bank_{split}"] = {t: {m: round(float(v), 4) for m, v in r.items()} for t, r in rows.items()}
+    return out
+
+
+def bank_markdown(rows: dict) -> str:
+    lines = ["| image bank pictures | in-painting hole PSNR dB (pasted SSIM): model / Telea / mean colour "
+             "| low-light paper PSNR (input) | low-light realistic PSNR (input) | colorization PSNR, MSE (grey input) "
+             "| segmentation IoU (stamps) |", "|---|---|---|---|---|---|"]
+    for name, r in rows.items():
+        ip = r["inpainting"]
+        fill = " / ".join(f"{ip[f'{k}_hole_psnr']:.2f} ({ip[f'{k}_ssim']:.3f})" for k in ("model", "opencv_telea", "mean_colour"))
+        ll, lr, co = r["lowlight_paper"], r["lowlight_realistic"], r["colorization_paper"]
+        lines.append(f"| {name.removeprefix('bank_')} | {fill} | {ll['psnr']:.2f} ({ll['input_psnr']:.2f}) "
+                     f"| {lr['psnr']:.2f} ({lr['input_psnr']:.2f}) | {co['psnr']:.2f}, {co['mse']:.3f} "
+                     f"({co['input_psnr']:.2f}, {co['input_mse']:.3f}) | {r['segmentation']['iou']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
 def with_paint_sigma(model: MaeVQGAN, sigma: float) -> MaeVQGAN:
     """The same weights with another ``paint_sigma`` (the smoothing has no weights of its own)."""
     other = MaeVQGAN(dataclasses.replace(model.cfg, paint_sigma=float(sigma))).eval()
@@ -280,9 +331,11 @@ def to_markdown(res: dict) -> str:
 @click.option("--seen-unseen", is_flag=True,
               help="also in-paint crops of the training photos and fresh procedural scenes (does the model "
                    "in-paint, or recall the photos it was trained on?)")
+@click.option("--bank", type=click.Path(file_okay=False, exists=True),
+              help="also every task on this image bank's validation and training pictures (taskvec data fetch)")
 @click.option("--paint-sigma-sweep", "sweep", metavar="S1,S2,…",
               help="also the in-painting rows of --seen-unseen for each of these paint_sigma values")
-def main(model, n, seed, json_path, markdown, grid, seen_unseen, sweep) -> None:
+def main(model, n, seed, json_path, markdown, grid, seen_unseen, bank, sweep) -> None:
     """Measure one-shot prompting quality on held-out photos and print a table."""
     sigmas = None
     if sweep:
@@ -294,10 +347,13 @@ def main(model, n, seed, json_path, markdown, grid, seen_unseen, sweep) -> None:
             raise click.BadParameter("σ must be ≥ 0", param_hint="--paint-sigma-sweep")
     res = evaluate_quality(model, n, seed)
     md = to_markdown(res)
-    loaded = load_model(model) if seen_unseen or sigmas is not None else None
+    loaded = load_model(model) if seen_unseen or bank or sigmas is not None else None
     if seen_unseen:
         res["inpainting_seen_unseen"] = inpainting_seen_unseen(loaded, n, seed)
         md += "\n" + seen_unseen_markdown(res["inpainting_seen_unseen"])
+    if bank:
+        res["bank"] = bank_quality(loaded, bank, n, seed)
+        md += "\n" + bank_markdown(res["bank"])
     if sigmas is not None:
         res["paint_sigma_sweep"] = paint_sigma_sweep(loaded, sigmas, n, seed)
         md += "\n" + sweep_markdown(res["paint_sigma_sweep"])

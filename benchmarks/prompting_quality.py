@@ -331,7 +331,7 @@ def to_markdown(res: dict) -> str:
 @click.option("--seen-unseen", is_flag=True,
               help="also in-paint crops of the training photos and fresh procedural scenes (does the model "
                    "in-paint, or recall the photos it was trained on?)")
-@click.option("--bank", type=click.Path(file_okay=False, exists=True),
+@click.option("--bank", type=click.Path(exists=True),
               help="also every task on this image bank's validation and training pictures (taskvec data fetch)")
 @click.option("--paint-sigma-sweep", "sweep", metavar="S1,S2,…",
               help="also the in-painting rows of --seen-unseen for each of these paint_sigma values")

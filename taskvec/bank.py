@@ -16,6 +16,7 @@ no crop of a validation picture is ever drawn for training.
 
 from __future__ import annotations
 
+import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,11 +46,13 @@ class ImageBank:
 
     @classmethod
     def load(cls, folder: str | Path, split: Split, device=None, size: int = CELL) -> "ImageBank":
+        """Load ``split`` of a bank folder, or of a packed bank (a ``.tar`` from :func:`pack_bank`)."""
         folder = Path(folder)
+        read = _tar_reader(folder) if folder.is_file() else (lambda rel: (folder / rel).read_bytes())
         entries = [e for e in read_manifest(folder) if e.split == split]
         walls, stamps = [], []
         for e in entries:
-            img = cv2.imread(str(folder / e.path), cv2.IMREAD_UNCHANGED)
+            img = cv2.imdecode(np.frombuffer(read(e.path), np.uint8), cv2.IMREAD_UNCHANGED)
             if img is None:
                 raise UserError(f"{folder / e.path}: unreadable image listed in the manifest")
             if e.kind == "wallpaper":
@@ -62,6 +65,50 @@ class ImageBank:
             raise UserError(f"{folder}: no {split} wallpapers in the manifest")
         walls = prepare_photos(walls, size, CROP_SCALE, device)
         return cls(walls, stamps, manifest_hash(folder), {e.group for e in entries})
+
+
+def _tar_reader(path: Path):
+    tf = tarfile.open(path)
+    return lambda rel: tf.extractfile(rel).read()
+
+
+PACK_WALLPAPER_SIDE = 1280  # a 1/30 crop of a 16:9 picture still spans ≥ 111 px
+PACK_STAMP_SIDE = 224
+
+
+def pack_bank(folder: str | Path, out: str | Path) -> int:
+    """Write a bank as one compact ``.tar`` (wallpapers re-encoded ≤ 1280 px, stamps as
+    lossless WebP ≤ 224 px, the same manifest) for carrying to a training machine. Returns
+    its size in bytes. Written atomically."""
+    import io
+    import json
+
+    from taskvec.errors import atomic_path
+    from taskvec.fetch import MANIFEST, _fit
+
+    folder = Path(folder)
+    entries = read_manifest(folder)
+    with atomic_path(Path(out)) as tmp, tarfile.open(tmp, "w") as tf:
+        def add(name: str, data: bytes) -> None:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+
+        rows = []
+        for e in entries:
+            img = cv2.imread(str(folder / e.path), cv2.IMREAD_UNCHANGED)
+            if e.kind == "wallpaper":
+                ok, buf = cv2.imencode(".jpg", _fit(img, PACK_WALLPAPER_SIDE), [cv2.IMWRITE_JPEG_QUALITY, 90])
+                rel = e.path
+            else:
+                ok, buf = cv2.imencode(".webp", _fit(img, PACK_STAMP_SIDE), [cv2.IMWRITE_WEBP_QUALITY, 101])
+                rel = str(Path(e.path).with_suffix(".webp"))
+            if not ok:
+                raise UserError(f"cannot encode {folder / e.path}")
+            add(rel, buf.tobytes())
+            rows.append({**e.__dict__, "path": rel})
+        add(MANIFEST, json.dumps({"packed_from_manifest": manifest_hash(folder), "images": rows}, indent=1).encode())
+    return Path(out).stat().st_size
 
 
 def bank_crops(bank: ImageBank, n: int, generator: torch.Generator, size: int = CELL, device=None) -> Tensor:

@@ -89,7 +89,7 @@ def prompt(task, query, out, example_in, example_out, canvas, zero_shot, taskvec
 @click.option("--lr", default=1e-3, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--images", type=click.Path(file_okay=False), help="extra folder of your own training images")
-@click.option("--bank", type=click.Path(file_okay=False, exists=True), help="image bank from `taskvec data fetch` (its train split)")
+@click.option("--bank", type=click.Path(exists=True), help="image bank from `taskvec data fetch` or `data pack` (its train split)")
 @click.option("--resume", is_flag=True, help="continue from OUT/last.pt exactly")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
 @click.option("--eval-every", default=500, show_default=True, help="validate on held-out photos every N steps")
@@ -135,6 +135,19 @@ def fetch(out: str) -> None:
     val = {k: sum(e.kind == k and e.split == "val" for e in entries) for k in n}
     click.echo(f"wrote {out}: {n['wallpaper']} wallpapers ({val['wallpaper']} held out), "
                f"{n['stamp']} stamps ({val['stamp']} held out)")
+
+
+@data.command()
+@click.argument("bank", type=click.Path(file_okay=False, exists=True))
+@click.argument("out", type=click.Path(dir_okay=False))
+@cli_errors
+def pack(bank: str, out: str) -> None:
+    """Pack the image bank BANK into one compact OUT.tar (to carry to a GPU machine);
+    `taskvec train --bank OUT.tar` reads it as it is."""
+    from taskvec.bank import pack_bank
+
+    size = pack_bank(bank, out)
+    click.echo(f"wrote {out} ({size / 2**20:.1f} MiB)")
 
 
 def _register_optional_commands() -> None:

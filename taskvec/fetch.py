@@ -74,12 +74,24 @@ def split_of(group: str) -> Split:
     return "val" if h % 100 < VAL_PERCENT else "train"
 
 
-def read_manifest(bank: str | Path) -> list[Entry]:
-    path = Path(bank) / MANIFEST
-    if not path.is_file():
-        raise UserError(f"{bank}: not an image bank (no {MANIFEST}; make one with `taskvec data fetch --out DIR`)")
+def _manifest_bytes(bank: str | Path) -> bytes:
+    """The manifest of a bank folder or of a packed bank (``.tar``)."""
+    bank = Path(bank)
     try:
-        rows = json.loads(path.read_text())["images"]
+        if bank.is_file():
+            import tarfile
+
+            with tarfile.open(bank) as tf:
+                return tf.extractfile(MANIFEST).read()
+        return (bank / MANIFEST).read_bytes()
+    except (OSError, KeyError, AttributeError) as e:
+        raise UserError(f"{bank}: not an image bank ({type(e).__name__}; make one with `taskvec data fetch --out DIR`)") from None
+
+
+def read_manifest(bank: str | Path) -> list[Entry]:
+    path = Path(bank)
+    try:
+        rows = json.loads(_manifest_bytes(bank))["images"]
         return [Entry(**r) for r in rows]
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(f"{path}: unreadable manifest ({type(e).__name__}: {e})") from None
@@ -87,7 +99,7 @@ def read_manifest(bank: str | Path) -> list[Entry]:
 
 def manifest_hash(bank: str | Path) -> str:
     """sha256 of the manifest file: what a model card records as its training data."""
-    return hashlib.sha256((Path(bank) / MANIFEST).read_bytes()).hexdigest()
+    return hashlib.sha256(_manifest_bytes(bank)).hexdigest()
 
 
 # ---------------------------------------------------------------------------------

@@ -154,3 +154,18 @@ def test_fetch_without_network_is_one_line(tmp_path, monkeypatch):
 def test_fetch_refuses_existing_out(tmp_path):
     with pytest.raises(UserError, match="already exists"):
         F.fetch(tmp_path)
+
+
+def test_packed_bank_loads_like_the_folder(bank, tmp_path):
+    from taskvec.bank import pack_bank
+
+    out, _, _ = bank
+    size = pack_bank(out, tmp_path / "bank.tar")
+    assert size == (tmp_path / "bank.tar").stat().st_size and list(tmp_path.iterdir()) == [tmp_path / "bank.tar"]
+    for split in ("train", "val"):
+        a, b = ImageBank.load(out, split), ImageBank.load(tmp_path / "bank.tar", split)
+        assert a.groups == b.groups and len(a.stamps) == len(b.stamps)
+        assert [w.shape for w in a.wallpapers] == [w.shape for w in b.wallpapers]
+        assert max((x - y).abs().mean().item() for x, y in zip(a.wallpapers, b.wallpapers)) < 0.02
+    with pytest.raises(UserError, match="not an image bank"):
+        ImageBank.load(tmp_path, "train")

@@ -375,6 +375,20 @@ def _open_capture(spec: SourceSpec) -> cv2.VideoCapture:
     raise SourceError(f"{name} is not read through cv2.VideoCapture")
 
 
+def _check_capture_size(cap: cv2.VideoCapture, spec: SourceSpec) -> None:
+    """Refuse a stream whose frames are above the pixel limit before decoding one."""
+    from taskvec.errors import UserError
+    from taskvec.imageio import check_frame_size
+
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    if w > 0 and h > 0:
+        try:
+            check_frame_size(w, h, spec.describe())
+        except UserError as e:
+            cap.release()
+            raise SourceError(str(e)) from None
+
+
 class CaptureSource(VideoSource):
     """A cv2.VideoCapture source (v4l2, csi, rtsp, file). Reads one frame when opening so a
     camera that opens but delivers nothing fails here, with a clear message."""
@@ -394,6 +408,7 @@ class CaptureSource(VideoSource):
 
     def _open(self) -> None:
         cap = _open_capture(self.spec)
+        _check_capture_size(cap, self.spec)
         ok, image = cap.read()
         if not ok or image is None:
             cap.release()
@@ -469,10 +484,13 @@ class ImageFolderSource(VideoSource):
 
     @staticmethod
     def _load(path: Path) -> np.ndarray:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise SourceError(f"cannot read image {path}: unreadable or not an image")
-        return image
+        from taskvec.errors import UserError
+        from taskvec.imageio import decode_image
+
+        try:
+            return decode_image(path)
+        except (UserError, OSError) as e:
+            raise SourceError(str(e)) from None
 
     def _read_image(self) -> np.ndarray | None:
         if self._pos >= len(self.files):
@@ -480,6 +498,18 @@ class ImageFolderSource(VideoSource):
         image = self._load(self.files[self._pos])
         self._pos += 1
         return image
+
+
+def _check_sample(spec: SourceSpec, size: tuple[int, int]) -> None:
+    from taskvec.errors import UserError
+    from taskvec.imageio import check_frame_size
+
+    if spec.int_option("frames", 120) <= 0:
+        raise SourceError(f"bad option frames={spec.option('frames')} in {spec.uri}: expected a positive count")
+    try:
+        check_frame_size(size[0], size[1], spec.describe())
+    except UserError as e:
+        raise SourceError(str(e)) from None
 
 
 def open_source(spec: SourceSpec | str | int) -> VideoSource:
@@ -497,6 +527,7 @@ def open_source(spec: SourceSpec | str | int) -> VideoSource:
     tmpdir = tempfile.mkdtemp(prefix="tvsample-")
     try:
         size = (spec.int_option("width", 640), spec.int_option("height", 480))
+        _check_sample(spec, size)
         path = make_sample_clip(spec.location, os.path.join(tmpdir, f"{spec.location}.mp4"),
                                 frames=spec.int_option("frames", 120), size=size)
         inner = parse_source(str(path))

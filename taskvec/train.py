@@ -214,9 +214,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
     torch.manual_seed(cfg.seed)
     model = MaeVQGAN(mcfg)
     if cfg.init:
-        from safetensors.torch import load_file
+        from taskvec.checkpoint import load_init_weights
 
-        model.load_state_dict(load_file(cfg.init))
+        load_init_weights(model, cfg.init)
     model = model.to(dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
@@ -226,7 +226,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
     if resume:
         if not ckpt.exists():
             raise UserError(f"nothing to resume: {ckpt} does not exist")
-        state = torch.load(str(ckpt), map_location=dev, weights_only=True)
+        from taskvec.checkpoint import load_resume_state
+
+        state = load_resume_state(ckpt, model, dev)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         gen.set_state(state["gen"].cpu())

@@ -44,6 +44,10 @@ VIDEO_EXTENSIONS = frozenset(
 )
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 LIVE_KINDS = frozenset({"v4l2", "csi", "rtsp"})
+# A stalled stream must end its read (and be reconnected) before the capture watchdog
+# (ThreadedCapture.stall_timeout, 5 s by default) declares the source dead.
+READ_TIMEOUT_MS = 2000
+OPEN_TIMEOUT_MS = 5000
 
 _ACCEPTED = "a camera index (0), /dev/videoN, csi://N, a video file, an image folder, rtsp://… or sample:TASK"
 _NO_GSTREAMER = (
@@ -355,9 +359,9 @@ def _open_capture(spec: SourceSpec) -> cv2.VideoCapture:
             cap = cv2.VideoCapture(gstreamer_pipeline(spec), cv2.CAP_GSTREAMER)
         else:
             params: list[int] = []
-            for prop in ("CAP_PROP_OPEN_TIMEOUT_MSEC", "CAP_PROP_READ_TIMEOUT_MSEC"):
+            for prop, ms in (("CAP_PROP_OPEN_TIMEOUT_MSEC", OPEN_TIMEOUT_MS), ("CAP_PROP_READ_TIMEOUT_MSEC", READ_TIMEOUT_MS)):
                 if hasattr(cv2, prop):
-                    params += [getattr(cv2, prop), 5000]
+                    params += [getattr(cv2, prop), ms]
             cap = cv2.VideoCapture(spec.location, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
             raise SourceError(f"cannot open {name}: no answer — check the address, the credentials and the network")
@@ -604,8 +608,9 @@ class ThreadedCapture:
             with self._cond:
                 self._read_started = None
 
-    def _reopen(self) -> bool:
-        if self._stop.wait(self.reconnect_delay):
+    def _reopen(self, attempt: int = 0) -> bool:
+        """Wait (backoff: ``reconnect_delay`` · 2^attempt, at most 8×) and reopen the source."""
+        if self._stop.wait(self.reconnect_delay * min(2 ** attempt, 8)):
             return False
         self.reconnects += 1
         try:
@@ -629,8 +634,8 @@ class ThreadedCapture:
                         break
                     if self.source.is_live:
                         if tries_left > 0:
+                            self._reopen(self.reconnect - tries_left)
                             tries_left -= 1
-                            self._reopen()
                             continue
                         why = f" after {self.reconnects} reconnect(s)" if self.reconnect else ""
                         error = error or SourceError(

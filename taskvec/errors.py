@@ -166,7 +166,9 @@ class _OneLineMain:
         except Exception as e:  # noqa: BLE001 — the boundary
             sys.exit(report(e))
         finally:
-            _debug_flag = False
+            _debug_flag = False  # per invocation (tests and embedders call main repeatedly)
+            if "taskvec.imageio" in sys.modules:
+                sys.modules["taskvec.imageio"].set_max_megapixels(None)
             if old is not None:
                 signal.signal(signal.SIGTERM, old)
         if not standalone_mode:

@@ -185,10 +185,14 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
         check_graph_options(task, engine, onnx, backend)
         from runtime.predictor import make_predictor, parse_rect, parse_tiles, read_mask
 
+        if output is not None:
+            from runtime.sinks import check_output_path
+
+            check_output_path(output)
         tile_rc = parse_tiles(tiles)
         rect = parse_rect(mask_rect) if mask_rect else None
         hole = read_mask(mask) if mask else None
-    except (UserError, ValueError) as e:
+    except (UserError, ValueError, SinkError) as e:
         return err(one_line(e), 2)
 
     from runtime.backends import open_backend
@@ -216,7 +220,7 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
         except (UserError, ValueError, OSError) as e:
             return err(one_line(e), 2)
         with be:
-            print(f"backend: {be.name} — {be.reason}", file=sys.stderr)
+            print(f"backend: {be.name} — {be.reason}", flush=True)  # stdout: stderr is for the error line
             predictor = make_predictor(task, be, tiles=tile_rc, mask=hole, rect=rect, gain_mode=gain_mode)
             stats = run(src, predictor, backend_name=be.name, output=output, headless=headless, overlay=overlay,
                         frames=frames, stats_path=stats_path, before_after=before_after, loop=loop,

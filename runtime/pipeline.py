@@ -191,12 +191,14 @@ def run(
     loop: bool = False,
     stall_timeout: float = 5.0,
     reconnect: int = 0,
+    reconnect_delay: float = 1.0,
     paint_masks: bool = False,
     on_frame: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
 ) -> Stats:
     """Run ``predictor`` (``predictor(image, timer) -> image``) over ``source`` until it ends.
 
-    ``frames``: stop after this many. ``before_after``: write a side-by-side PNG of one frame
+    ``frames``: stop after this many. ``reconnect``: live sources are reopened this many
+    times in a row after a failed or stalled read, ``reconnect_delay`` · 1, 2, 4, 8 s apart. ``before_after``: write a side-by-side PNG of one frame
     (the middle one when the length is known, else the 30th). ``paint_masks``: in the window,
     draw the in-painting hole with the mouse (the predictor's ``set_mask`` receives it).
     ``on_frame(i, input, output)`` is called for every processed frame (tests, metrics).
@@ -224,7 +226,7 @@ def run(
             if s is not None:
                 stack.enter_context(s)  # closed on success, aborted on an exception
         cap = stack.enter_context(ThreadedCapture(src, stall_timeout=stall_timeout, reconnect=reconnect,
-                                                  close_source=False))
+                                                  reconnect_delay=reconnect_delay, close_source=False))
         painter: MaskPainter | None = None
         painter_seen = -1
         t_start = time.perf_counter()

@@ -313,6 +313,20 @@ def _is_folder_path(path: Path, raw: str) -> bool:
     return path.is_dir() or raw.endswith(("/", os.sep)) or path.suffix == ""
 
 
+def check_output_path(path: str | os.PathLike[str]) -> None:
+    """Refuse, before any work, an ``--output`` that open_sink would refuse (a SinkError)."""
+    raw = os.fspath(path)
+    p = Path(raw).expanduser()
+    if p.suffix.lower() in VIDEO_FOURCC:
+        if p.is_dir():
+            raise SinkError(f"cannot write {raw}: it is a folder")
+        return
+    if not _is_folder_path(p, raw):
+        raise SinkError(f"unsupported output {raw}: give a video file ({', '.join(sorted(VIDEO_FOURCC))}) or a folder")
+    if p.exists() and not p.is_dir():
+        raise SinkError(f"cannot write images to {raw}: it is a file, not a folder")
+
+
 def open_sink(
     path: str | os.PathLike[str] | None,
     headless: bool,

@@ -201,11 +201,14 @@ def atomic_path(dst: str | os.PathLike, suffix: str | None = None) -> Iterator[P
 
 def _temp_next_to(dst: Path, suffix: str | None) -> Path:
     folder = dst.parent if str(dst.parent) else Path(".")
-    if not folder.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"cannot write to {folder}: permission denied")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=suffix or dst.suffix or ".tmp", dir=folder)
+    try:
+        if not folder.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK):
+            raise UserError(f"cannot write to {folder}: permission denied")
+        fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=suffix or dst.suffix or ".tmp", dir=folder)
+    except OSError as e:  # name the file the user asked for, not the temporary one
+        raise type(e)(e.errno, e.strerror, str(dst)) from None
     os.close(fd)
     return Path(tmp)
 

@@ -111,6 +111,13 @@ def check_source(uri: str) -> None:
         raise UserError(str(e)) from None
     if spec.kind in ("file", "images") and not Path(spec.location).exists():
         raise UserError(f"--source {uri}: no such file or folder")
+    if spec.kind in ("file", "images"):  # decodable, within the pixel limit: fail before any measuring
+        from runtime.sources import open_source
+
+        try:
+            open_source(spec).close()
+        except SourceError as e:
+            raise UserError(f"--source {uri}: {e}") from None
     if spec.kind == "sample":
         get_task(spec.location)
 

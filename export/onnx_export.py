@@ -326,6 +326,7 @@ def export_task(
         ext = _weight_bytes(proto) > EXTERNAL_DATA_BYTES if external_data is None else external_data
         patch_nodes = E.name_patch_nodes(proto, blocks) if graph == "task" else []
         E.set_metadata(proto, meta, PRODUCER, PRODUCER_VERSION)
+        C.check_finite_graph(proto, f"export of {task} ({net.cfg.name})")  # also under --no-check
         answer_vi = next(o for o in proto.graph.output if o.name == FLOAT_OUTPUT)
         E.drop_output(proto, FLOAT_OUTPUT)
         final = tmp / name
@@ -377,7 +378,8 @@ def _writable_dir(out: Path) -> None:
 def _write_sidecar(result: ExportResult, path: Path) -> None:
     info = {
         **result.metadata,
-        "files": {"onnx": result.onnx_path.name, "data": result.data_path.name if result.data_path else None},
+        "files": {"onnx": result.onnx_path.name, "data": result.data_path.name if result.data_path else None,
+                  "onnx_sha256": C.file_sha256(path.parent / result.onnx_path.name)},
         "check": result.check.to_dict() if result.check else None,
         "patch_nodes": result.patch_nodes,
         "op_counts": result.op_counts,
@@ -385,7 +387,7 @@ def _write_sidecar(result: ExportResult, path: Path) -> None:
         "export_seconds": round(result.seconds, 2),
         "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "dynamo": False},
     }
-    path.write_text(json.dumps(info, indent=2) + "\n")
+    path.write_text(json.dumps(info, indent=2, allow_nan=False) + "\n")
 
 
 def read_sidecar(onnx_path: str | os.PathLike) -> dict[str, Any]:

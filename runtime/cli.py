@@ -92,6 +92,29 @@ def cached_onnx(task: str, model: str = "tiny", cache_dir: str | os.PathLike[str
     return Path(result.onnx_path)
 
 
+def check_graph_options(task: str, engine: str | None, onnx: str | None, backend: str) -> None:
+    """Refuse, before opening anything, a --onnx graph that is not tvexport's graph for ``task``
+    (export.check.verify_task_graph) and an --engine that is missing or cannot run here."""
+    if onnx:
+        from export.check import verify_task_graph
+
+        verify_task_graph(onnx, task)
+    if engine:
+        path = Path(engine)
+        if not path.is_file():
+            raise UserError(f"engine {engine} does not exist")
+        if path.stat().st_size == 0:
+            raise UserError(f"engine {engine} is empty")
+        if backend in ("auto", "tensorrt"):
+            from runtime.backends import available_backends
+
+            if "tensorrt" not in available_backends():
+                raise UserError(f"--engine {engine} needs TensorRT and a CUDA GPU, which are not available here; "
+                                "run the exported graph with --onnx FILE instead")
+        elif backend != "tensorrt":
+            raise UserError(f"--engine is for the tensorrt backend, not --backend {backend}")
+
+
 @click.command(cls=OneLineCommand, epilog=EPILOG,
                context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--camera", type=int, default=None, metavar="N", help="V4L2 camera index (same as --source N)")
@@ -159,12 +182,17 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
                             "(in a window you can draw the hole)")
         if engine and onnx:
             raise UserError("give --engine or --onnx, not both")
+        check_graph_options(task, engine, onnx, backend)
         from runtime.predictor import make_predictor, parse_rect, parse_tiles, read_mask
 
+        if output is not None:
+            from runtime.sinks import check_output_path
+
+            check_output_path(output)
         tile_rc = parse_tiles(tiles)
         rect = parse_rect(mask_rect) if mask_rect else None
         hole = read_mask(mask) if mask else None
-    except (UserError, ValueError) as e:
+    except (UserError, ValueError, SinkError) as e:
         return err(one_line(e), 2)
 
     from runtime.backends import open_backend
@@ -192,7 +220,7 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
         except (UserError, ValueError, OSError) as e:
             return err(one_line(e), 2)
         with be:
-            print(f"backend: {be.name} — {be.reason}", file=sys.stderr)
+            print(f"backend: {be.name} — {be.reason}", flush=True)  # stdout: stderr is for the error line
             predictor = make_predictor(task, be, tiles=tile_rc, mask=hole, rect=rect, gain_mode=gain_mode)
             stats = run(src, predictor, backend_name=be.name, output=output, headless=headless, overlay=overlay,
                         frames=frames, stats_path=stats_path, before_after=before_after, loop=loop,

@@ -10,9 +10,12 @@ blocked waiting for a frame), ``preprocess``/``infer``/``postprocess`` (the pred
 ``output`` (overlay, window and file writes, key polling). The FPS overlay goes to the
 window; files get it only with ``overlay=True``.
 
-End of stream, ``frames`` reached, Esc/q in the window or Ctrl-C end the run cleanly: the
-output file is finalised and the stats written. A source that fails or stalls raises
-:class:`~runtime.sources.SourceError` (one line) and leaves no partial output file.
+End of stream, ``frames`` reached, Esc/q in the window, Ctrl-C or SIGTERM end the run
+cleanly: the output file is finalised and the stats written. A source that fails, ends
+(a live stream out of reconnects) or stalls, and a write that fails (a full disk), raise
+:class:`~runtime.sources.SourceError` / :class:`~runtime.sinks.SinkError` (one line) after
+the output file was finalised with the frames so far — the message says how many were
+kept — or removed when none could be kept. No hidden temporary file is left.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from runtime.sinks import QUIT_KEYS, Sink, WindowSink, open_sink
-from runtime.sources import CaptureSource, ImageFolderSource, SourceSpec, ThreadedCapture, VideoSource, open_source
+from runtime.sinks import QUIT_KEYS, Sink, SinkError, WindowSink, open_sink
+from runtime.sources import (CaptureSource, ImageFolderSource, SourceError, SourceSpec, ThreadedCapture, VideoSource,
+                             open_source)
 from runtime.timing import StageTimer, draw_overlay
 from taskvec.errors import atomic_path
 
@@ -58,6 +62,7 @@ class Stats:
     wall_s: float = 0.0
     output: str | None = None
     stopped_by: str = "end of stream"  # "end of stream" | "frame limit" | "key" | "interrupt"
+    reconnects: int = 0  # live sources: times the source was reopened after a failed or stalled read
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -155,6 +160,23 @@ def _window_of(sink: Sink) -> WindowSink | None:
     return None
 
 
+def _keep_partial(sink: Sink | None, output, frames: int) -> str:
+    """After a failure mid-run: finalise ``sink`` with the frames written so far (a playable
+    file) → what to tell the user; an output that cannot be finalised is removed."""
+    if sink is None or output is None:
+        return "no output file"
+    written = sink.frames_written
+    if written == 0:
+        sink.abort()
+        return f"nothing was written to {output}"
+    try:
+        sink.close()
+    except (SinkError, OSError) as e:
+        sink.abort()
+        return f"{output} could not be finalised and was removed ({e})"
+    return f"kept the {written} frames written so far in {output}"
+
+
 def run(
     source: str | int | SourceSpec | VideoSource,
     predictor: Callable,
@@ -169,12 +191,14 @@ def run(
     loop: bool = False,
     stall_timeout: float = 5.0,
     reconnect: int = 0,
+    reconnect_delay: float = 1.0,
     paint_masks: bool = False,
     on_frame: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
 ) -> Stats:
     """Run ``predictor`` (``predictor(image, timer) -> image``) over ``source`` until it ends.
 
-    ``frames``: stop after this many. ``before_after``: write a side-by-side PNG of one frame
+    ``frames``: stop after this many. ``reconnect``: live sources are reopened this many
+    times in a row after a failed or stalled read, ``reconnect_delay`` · 1, 2, 4, 8 s apart. ``before_after``: write a side-by-side PNG of one frame
     (the middle one when the length is known, else the 30th). ``paint_masks``: in the window,
     draw the in-painting hole with the mouse (the predictor's ``set_mask`` receives it).
     ``on_frame(i, input, output)`` is called for every processed frame (tests, metrics).
@@ -202,7 +226,7 @@ def run(
             if s is not None:
                 stack.enter_context(s)  # closed on success, aborted on an exception
         cap = stack.enter_context(ThreadedCapture(src, stall_timeout=stall_timeout, reconnect=reconnect,
-                                                  close_source=False))
+                                                  reconnect_delay=reconnect_delay, close_source=False))
         painter: MaskPainter | None = None
         painter_seen = -1
         t_start = time.perf_counter()
@@ -243,8 +267,11 @@ def run(
                 stopped_by = "frame limit"
         except KeyboardInterrupt:
             stopped_by = "interrupt"
+        except (SourceError, SinkError) as e:
+            raise type(e)(f"{e}; {_keep_partial(file_sink, output, n)}") from None
         wall = time.perf_counter() - t_start
         dropped = cap.dropped
+        reconnects = cap.reconnects
     if pair is not None and before_after is not None:
         from runtime.sample import write_before_after
 
@@ -262,6 +289,7 @@ def run(
         wall_s=round(wall, 3),
         output=str(output) if output is not None and n > 0 else None,
         stopped_by=stopped_by,
+        reconnects=reconnects,
     )
     if stats_path is not None:
         write_stats(stats, stats_path)

@@ -258,9 +258,12 @@ def rect_mask(rect: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndar
 
 def read_mask(path: str) -> np.ndarray:
     """A mask image (white = hole) → uint8 HxW in {0, 255}."""
-    mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if mask is None:
-        raise UserError(f"cannot read mask {path}: missing or not an image")
+    from taskvec.imageio import decode_image
+
+    try:
+        mask = decode_image(path, grayscale=True)
+    except UserError as e:
+        raise UserError(f"cannot read mask {path}: {e}") from None
     return np.where(mask > 127, 255, 0).astype(np.uint8)
 
 

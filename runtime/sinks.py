@@ -16,6 +16,7 @@ so a failed run leaves no half-written file. Images are HxWx3 uint8 BGR (grey is
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +33,28 @@ class SinkError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(str(message).splitlines()))
+
+
+# A recording stops while this much room is left (plus two raw frames), so the container
+# can still be finalised: OpenCV's writer ignores write errors, and an mp4 whose index
+# (moov) could not be written is unplayable.
+RESERVE_BYTES = 16 << 20
+
+
+def free_bytes(folder: Path) -> int:
+    return shutil.disk_usage(folder).free
+
+
+def count_video_frames(path: Path) -> int:
+    """Frames in ``path`` as its container reports them, 0 when OpenCV cannot open it or
+    decode its first frame (cheap: the index and one frame, not the whole file)."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened() or not cap.grab():
+            return 0
+        return max(1, int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0))
+    finally:
+        cap.release()
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -78,6 +101,8 @@ class Sink:
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self.closed:  # finalised already (e.g. kept the frames so far after a failure)
+            return
         if exc_type is None:
             self.close()
         else:
@@ -158,6 +183,7 @@ class VideoFileSink(Sink):
             raise SinkError(f"cannot write {self.path}: {e.strerror or e}") from None
         os.close(fd)
         self.temp_path = Path(tmp)
+        self.frames_playable = 0
         self._writer: cv2.VideoWriter | None = None
 
     def _write(self, image: np.ndarray) -> None:
@@ -172,6 +198,9 @@ class VideoFileSink(Sink):
             self._writer = writer
         if (w, h) != self.size:
             raise SinkError(f"frame is {w}x{h} but {self.path} is {self.size[0]}x{self.size[1]}")
+        free = free_bytes(self.temp_path.parent)
+        if free < RESERVE_BYTES + 2 * image.nbytes:
+            raise SinkError(f"disk full: {free / 2**20:.0f} MiB left in {self.path.parent} while writing {self.path}")
         self._writer.write(np.ascontiguousarray(image))
 
     def close(self) -> None:
@@ -184,6 +213,12 @@ class VideoFileSink(Sink):
         if self.frames_written == 0:
             self.temp_path.unlink(missing_ok=True)
             return
+        readable = count_video_frames(self.temp_path)
+        if readable == 0:
+            self.temp_path.unlink(missing_ok=True)
+            raise SinkError(f"cannot write {self.path}: the finished file is not playable (disk full or "
+                            f"an I/O error); removed it")
+        self.frames_playable = readable
         try:
             os.chmod(self.temp_path, 0o644)  # mkstemp made it 0600; the result is a normal file
             os.replace(self.temp_path, self.path)
@@ -219,8 +254,17 @@ class ImageFolderSink(Sink):
 
     def _write(self, image: np.ndarray) -> None:
         target = self.path / f"{self.prefix}{self.frames_written + 1:06d}{self.ext}"
-        if not cv2.imwrite(str(target), image):
-            raise SinkError(f"cannot write {target}")
+        free = free_bytes(self.path)
+        if free < RESERVE_BYTES + 2 * image.nbytes:
+            raise SinkError(f"disk full: {free / 2**20:.0f} MiB left in {self.path} while writing {target.name}")
+        ok = False
+        try:
+            ok = cv2.imwrite(str(target), image)
+        except cv2.error:
+            pass
+        if not ok:
+            target.unlink(missing_ok=True)
+            raise SinkError(f"cannot write {target} (disk full or an I/O error?)")
         self.written.append(target)
 
     def abort(self) -> None:
@@ -267,6 +311,20 @@ class TeeSink(Sink):
 
 def _is_folder_path(path: Path, raw: str) -> bool:
     return path.is_dir() or raw.endswith(("/", os.sep)) or path.suffix == ""
+
+
+def check_output_path(path: str | os.PathLike[str]) -> None:
+    """Refuse, before any work, an ``--output`` that open_sink would refuse (a SinkError)."""
+    raw = os.fspath(path)
+    p = Path(raw).expanduser()
+    if p.suffix.lower() in VIDEO_FOURCC:
+        if p.is_dir():
+            raise SinkError(f"cannot write {raw}: it is a folder")
+        return
+    if not _is_folder_path(p, raw):
+        raise SinkError(f"unsupported output {raw}: give a video file ({', '.join(sorted(VIDEO_FOURCC))}) or a folder")
+    if p.exists() and not p.is_dir():
+        raise SinkError(f"cannot write images to {raw}: it is a file, not a folder")
 
 
 def open_sink(

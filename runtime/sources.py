@@ -44,6 +44,10 @@ VIDEO_EXTENSIONS = frozenset(
 )
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 LIVE_KINDS = frozenset({"v4l2", "csi", "rtsp"})
+# A stalled stream must end its read (and be reconnected) before the capture watchdog
+# (ThreadedCapture.stall_timeout, 5 s by default) declares the source dead.
+READ_TIMEOUT_MS = 2000
+OPEN_TIMEOUT_MS = 5000
 
 _ACCEPTED = "a camera index (0), /dev/videoN, csi://N, a video file, an image folder, rtsp://… or sample:TASK"
 _NO_GSTREAMER = (
@@ -355,9 +359,9 @@ def _open_capture(spec: SourceSpec) -> cv2.VideoCapture:
             cap = cv2.VideoCapture(gstreamer_pipeline(spec), cv2.CAP_GSTREAMER)
         else:
             params: list[int] = []
-            for prop in ("CAP_PROP_OPEN_TIMEOUT_MSEC", "CAP_PROP_READ_TIMEOUT_MSEC"):
+            for prop, ms in (("CAP_PROP_OPEN_TIMEOUT_MSEC", OPEN_TIMEOUT_MS), ("CAP_PROP_READ_TIMEOUT_MSEC", READ_TIMEOUT_MS)):
                 if hasattr(cv2, prop):
-                    params += [getattr(cv2, prop), 5000]
+                    params += [getattr(cv2, prop), ms]
             cap = cv2.VideoCapture(spec.location, cv2.CAP_FFMPEG, params)
         if not cap.isOpened():
             raise SourceError(f"cannot open {name}: no answer — check the address, the credentials and the network")
@@ -373,6 +377,20 @@ def _open_capture(spec: SourceSpec) -> cv2.VideoCapture:
             raise SourceError(f"cannot open {name}: OpenCV cannot decode it (unsupported container or codec?)")
         return cap
     raise SourceError(f"{name} is not read through cv2.VideoCapture")
+
+
+def _check_capture_size(cap: cv2.VideoCapture, spec: SourceSpec) -> None:
+    """Refuse a stream whose frames are above the pixel limit before decoding one."""
+    from taskvec.errors import UserError
+    from taskvec.imageio import check_frame_size
+
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    if w > 0 and h > 0:
+        try:
+            check_frame_size(w, h, spec.describe())
+        except UserError as e:
+            cap.release()
+            raise SourceError(str(e)) from None
 
 
 class CaptureSource(VideoSource):
@@ -394,6 +412,7 @@ class CaptureSource(VideoSource):
 
     def _open(self) -> None:
         cap = _open_capture(self.spec)
+        _check_capture_size(cap, self.spec)
         ok, image = cap.read()
         if not ok or image is None:
             cap.release()
@@ -469,10 +488,13 @@ class ImageFolderSource(VideoSource):
 
     @staticmethod
     def _load(path: Path) -> np.ndarray:
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise SourceError(f"cannot read image {path}: unreadable or not an image")
-        return image
+        from taskvec.errors import UserError
+        from taskvec.imageio import decode_image
+
+        try:
+            return decode_image(path)
+        except (UserError, OSError) as e:
+            raise SourceError(str(e)) from None
 
     def _read_image(self) -> np.ndarray | None:
         if self._pos >= len(self.files):
@@ -480,6 +502,18 @@ class ImageFolderSource(VideoSource):
         image = self._load(self.files[self._pos])
         self._pos += 1
         return image
+
+
+def _check_sample(spec: SourceSpec, size: tuple[int, int]) -> None:
+    from taskvec.errors import UserError
+    from taskvec.imageio import check_frame_size
+
+    if spec.int_option("frames", 120) <= 0:
+        raise SourceError(f"bad option frames={spec.option('frames')} in {spec.uri}: expected a positive count")
+    try:
+        check_frame_size(size[0], size[1], spec.describe())
+    except UserError as e:
+        raise SourceError(str(e)) from None
 
 
 def open_source(spec: SourceSpec | str | int) -> VideoSource:
@@ -497,6 +531,7 @@ def open_source(spec: SourceSpec | str | int) -> VideoSource:
     tmpdir = tempfile.mkdtemp(prefix="tvsample-")
     try:
         size = (spec.int_option("width", 640), spec.int_option("height", 480))
+        _check_sample(spec, size)
         path = make_sample_clip(spec.location, os.path.join(tmpdir, f"{spec.location}.mp4"),
                                 frames=spec.int_option("frames", 120), size=size)
         inner = parse_source(str(path))
@@ -573,8 +608,9 @@ class ThreadedCapture:
             with self._cond:
                 self._read_started = None
 
-    def _reopen(self) -> bool:
-        if self._stop.wait(self.reconnect_delay):
+    def _reopen(self, attempt: int = 0) -> bool:
+        """Wait (backoff: ``reconnect_delay`` · 2^attempt, at most 8×) and reopen the source."""
+        if self._stop.wait(self.reconnect_delay * min(2 ** attempt, 8)):
             return False
         self.reconnects += 1
         try:
@@ -598,8 +634,8 @@ class ThreadedCapture:
                         break
                     if self.source.is_live:
                         if tries_left > 0:
+                            self._reopen(self.reconnect - tries_left)
                             tries_left -= 1
-                            self._reopen()
                             continue
                         why = f" after {self.reconnects} reconnect(s)" if self.reconnect else ""
                         error = error or SourceError(

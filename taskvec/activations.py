@@ -24,7 +24,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from taskvec import geometry as G
-from taskvec.errors import UserError, atomic_path
+from taskvec.errors import UserError, atomic_paths, check_finite
 from taskvec.model import BlockId, MaeVQGAN
 from taskvec.tasks import build_canvases, get_task
 
@@ -116,7 +116,8 @@ class RunningMeans:
         for bid in sorted(self.sums):
             tensors[f"{block_key(bid)}/sum"] = self.sums[bid].contiguous()
             tensors[f"{block_key(bid)}/count"] = self.counts[bid].contiguous()
-        with atomic_path(path.with_suffix(".json")) as tmp_json, atomic_path(path) as tmp:
+        check_finite(tensors, f"refusing to write means {path}")
+        with atomic_paths([path.with_suffix(".json"), path]) as (tmp_json, tmp):  # both or neither
             save_file(tensors, str(tmp), metadata={"info": json.dumps(self.info)})
             tmp_json.write_text(json.dumps(self.info, indent=2) + "\n")
 
@@ -137,6 +138,7 @@ class RunningMeans:
                 (sums if kind == "sum" else counts)[parse_block_key(bkey)] = t
             if info.get("format") != FORMAT or not sums or set(sums) != set(counts):
                 raise ValueError("not a means file")
+            check_finite(tensors, str(path))
         except UserError:
             raise
         except Exception as e:  # noqa: BLE001 — any decode failure is a bad file

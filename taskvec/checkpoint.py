@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from taskvec.config import PUBLISHED_ARCHS, ModelConfig, get_config, list_configs
-from taskvec.errors import UserError, atomic_path
+from taskvec.errors import UserError, atomic_paths, check_finite
 from taskvec.model import MaeVQGAN
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -57,10 +57,11 @@ def save_model(model: MaeVQGAN, path: str | Path, card: dict[str, Any] | None = 
     path = Path(path)
     sd = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     info = {"config": model.cfg.to_dict(), "fingerprint": fingerprint(sd), **(card or {})}
-    with atomic_path(path) as tmp:
+    check_finite(sd, f"refusing to save {path}")
+    # one artifact: the card is published first, the weights (what loaders look for) last
+    with atomic_paths([card_path(path), path]) as (tmp_card, tmp):
         save_file(sd, str(tmp), metadata={"config": json.dumps(model.cfg.to_dict())})
-    with atomic_path(card_path(path)) as tmp:
-        tmp.write_text(json.dumps(info, indent=2) + "\n")
+        tmp_card.write_text(json.dumps(info, indent=2) + "\n")
     return path
 
 
@@ -113,6 +114,7 @@ def load_model(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu", se
         raise UserError(f"{path}: cannot read weights ({type(e).__name__}: {e})") from None
     model = MaeVQGAN(cfg)
     check_state_dict(model, sd, str(path))
+    check_finite(sd, str(path))
     model.load_state_dict(sd)
     fp = fingerprint(sd)
     if card.get("fingerprint", fp) != fp:
@@ -182,6 +184,7 @@ def convert_checkpoint(src: str | Path, dst: str | Path, config: str | None = No
     cfg = get_config(config or name)
     model = MaeVQGAN(cfg)
     check_state_dict(model, sd, str(src))
+    check_finite(sd, str(src))
     model.load_state_dict(sd)
     card = {"source": str(Path(src).name), "converted_from": "published MAE-VQGAN checkpoint"}
     save_model(model, dst, card)
@@ -201,3 +204,61 @@ def model_info(spec: str) -> dict[str, Any]:
         if key in card:
             info[key] = card[key]
     return info
+
+
+def load_init_weights(model: MaeVQGAN, path: str | Path) -> None:
+    """``taskvec train --init``: load ``path`` into ``model``, refusing another architecture,
+    a corrupt file or NaN/Inf weights with one line. A model with an answer refinement may
+    start from weights without one: the refinement keeps its zero start."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    try:
+        sd = load_file(str(path))
+    except Exception as e:  # noqa: BLE001 — a corrupt or foreign file
+        raise UserError(f"--init {path}: cannot read weights ({type(e).__name__})") from None
+    if not any(k.startswith("refine.") for k in sd):
+        sd = {**{k: v for k, v in model.state_dict().items() if k.startswith("refine.")}, **sd}
+    check_state_dict(model, sd, f"--init {path}")
+    check_finite(sd, f"--init {path}")
+    model.load_state_dict(sd)
+
+
+RESUME_KEYS = ("model", "opt", "gen", "step", "scale")
+
+
+def load_resume_state(path: str | Path, model: MaeVQGAN, device) -> dict[str, Any]:
+    """``taskvec train --resume``: read ``last.pt`` (tensors only) and check it fits ``model``."""
+    path = Path(path)
+    try:
+        state = torch.load(str(path), map_location=device, weights_only=True)
+    except Exception as e:  # noqa: BLE001 — truncated, foreign or malicious pickle
+        raise UserError(f"{path}: not a readable training checkpoint ({type(e).__name__}); "
+                        "delete it to start over") from None
+    if not isinstance(state, dict) or any(k not in state for k in RESUME_KEYS):
+        raise UserError(f"{path}: not a taskvec training checkpoint (needs {', '.join(RESUME_KEYS)})")
+    if not isinstance(state["model"], dict):
+        raise UserError(f"{path}: not a taskvec training checkpoint (no model weights)")
+    check_state_dict(model, state["model"], str(path))
+    check_finite(state["model"], str(path))
+    return state
+
+
+def resolve_device(spec: str | None) -> str | None:
+    """Check a ``--device`` value (None: automatic) → the same value; one line when it cannot run here."""
+    if spec is None:
+        return None
+    text = spec.strip().lower()
+    try:
+        dev = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise UserError(f"bad --device {spec!r}: use cpu, cuda or cuda:N") from None
+    if dev.type == "cpu":
+        return "cpu"
+    if dev.type != "cuda":
+        raise UserError(f"--device {spec!r} is not supported: use cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise UserError(f"--device {spec}: CUDA is not available here (use --device cpu)")
+    if dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UserError(f"--device {spec}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return text

@@ -84,24 +84,26 @@ def prompt(task, query, out, example_in, example_out, canvas, zero_shot, taskvec
 @main.command()
 @click.option("--config", default="tiny", show_default=True, type=click.Choice(list_configs()), help="model config")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="run folder: checkpoints, history, weights")
-@click.option("--steps", default=3000, show_default=True, help="optimizer steps")
-@click.option("--batch", default=32, show_default=True, help="canvases per step (a multiple of 4)")
-@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--steps", default=3000, show_default=True, type=click.IntRange(min=1), help="optimizer steps")
+@click.option("--batch", default=32, show_default=True, type=click.IntRange(min=4), help="canvases per step (a multiple of 4)")
+@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(0, 1, min_open=True))
 @click.option("--seed", default=0, show_default=True)
 @click.option("--images", type=click.Path(file_okay=False), help="extra folder of your own training images")
 @click.option("--bank", type=click.Path(exists=True), help="image bank from `taskvec data fetch` or `data pack` (its train split)")
 @click.option("--resume", is_flag=True, help="continue from OUT/last.pt exactly")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda when available)")
-@click.option("--eval-every", default=500, show_default=True, help="validate on held-out photos every N steps")
-@click.option("--time-budget", type=float, default=None, help="minutes; stop early (and save) when reached")
+@click.option("--eval-every", default=500, show_default=True, type=click.IntRange(min=1), help="validate on held-out photos every N steps")
+@click.option("--time-budget", type=click.FloatRange(0, min_open=True), default=None, help="minutes; stop early (and save) when reached")
 @click.option("--init", type=click.Path(dir_okay=False, exists=True), default=None, help="start from these weights (fine-tune)")
-@click.option("--changed-weight", default=0.0, show_default=True, help="extra loss weight on the answer pixels the task changes")
-@click.option("--grad-weight", default=0.0, show_default=True, help="weight of an L1 loss on the answer's error gradients (against blocky fills)")
+@click.option("--changed-weight", default=0.0, show_default=True, type=click.FloatRange(0), help="extra loss weight on the answer pixels the task changes")
+@click.option("--grad-weight", default=0.0, show_default=True, type=click.FloatRange(0), help="weight of an L1 loss on the answer's error gradients (against blocky fills)")
 @cli_errors
 def train(config, out, steps, batch, lr, seed, images, bank, resume, device, eval_every, time_budget, init, changed_weight, grad_weight) -> None:
     """Train a pixel-head visual-prompting model on packaged photos and procedural scenes."""
+    from taskvec.checkpoint import resolve_device
     from taskvec.train import TrainConfig, train as run_train
 
+    device = resolve_device(device)
     if batch % 4:
         raise click.BadParameter("must be a multiple of 4 (one share per task)", param_hint="--batch")
     cfg = TrainConfig(

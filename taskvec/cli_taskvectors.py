@@ -12,7 +12,7 @@ import json
 import click
 
 from taskvec.checkpoint import DEFAULT_MODEL
-from taskvec.errors import UserError, atomic_path, cli_errors
+from taskvec.errors import CommonOptionsCommand, UserError, atomic_path, cli_errors
 from taskvec.tasks import list_tasks
 
 IMAGES_HELP = (
@@ -22,7 +22,7 @@ IMAGES_HELP = (
 task_option = click.option("--task", required=True, type=click.Choice(list_tasks()), help="task name")
 images_option = click.option("--images", required=True, help=IMAGES_HELP)
 model_option = click.option("--model", default=DEFAULT_MODEL, show_default=True, help="model name, random:NAME or .safetensors")
-pool_option = click.option("--pool", default=512, show_default=True, help="images drawn from packaged:* sources")
+pool_option = click.option("--pool", default=512, show_default=True, type=click.IntRange(min=1), help="images drawn from packaged:* sources")
 variant_option = click.option("--variant", type=click.Choice(["paper", "realistic"]), default="paper", show_default=True,
                               help="task construction: the paper's (e.g. 0.5·image) or the realistic one (gamma, gain, noise)")
 
@@ -32,13 +32,13 @@ def _out_path(path: str, suffix: str) -> None:
         raise UserError(f"{path}: the output must end in {suffix}")
 
 
-@click.command()
+@click.command(cls=CommonOptionsCommand)
 @task_option
 @images_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="means file (.safetensors + .json)")
 @model_option
-@click.option("--n", "n", default=512, show_default=True, help="in-context canvases to average over (in total)")
-@click.option("--batch", default=64, show_default=True, help="canvases per forward (kept from the file on --resume)")
+@click.option("--n", "n", default=512, show_default=True, type=click.IntRange(min=1), help="in-context canvases to average over (in total)")
+@click.option("--batch", default=64, show_default=True, type=click.IntRange(min=1), help="canvases per forward (kept from the file on --resume)")
 @click.option("--seed", default=0, show_default=True)
 @pool_option
 @click.option("--resume", is_flag=True, help="continue the collection in OUT up to --n canvases (same result as one run)")
@@ -57,23 +57,23 @@ def collect(task, images, out, model, n, batch, seed, pool, resume, variant) -> 
     click.echo(f"wrote {out} ({rm.n_seen} canvases)")
 
 
-@click.command()
+@click.command(cls=CommonOptionsCommand)
 @task_option
 @images_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="task-vector file (.safetensors; .json and .png beside it)")
 @click.option("--method", type=click.Choice(["reinforce", "cma", "grs"]), default="reinforce", show_default=True)
 @click.option("--granularity", type=click.Choice(["head", "region", "token"]), default="region", show_default=True,
               help="site = head (all tokens), head×region (cls/query/answer), or head×token")  # fmt: skip
-@click.option("--steps", type=int, default=None, help="REINFORCE steps / GRS max rounds (default: the method's)")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="REINFORCE steps / GRS max rounds (default: the method's)")
 @click.option("--seed", default=0, show_default=True, help="same seed → identical result")
 @click.option("--means", "means_file", type=click.Path(dir_okay=False), help="means from `taskvec collect` (default: collect --n-means now)")
-@click.option("--n-means", default=512, show_default=True, help="canvases for the means when --means is not given")
+@click.option("--n-means", default=512, show_default=True, type=click.IntRange(min=1), help="canvases for the means when --means is not given")
 @click.option("--reward", type=click.Choice(["auto", "metric", "mse", "changed"]), default="auto", show_default=True,
               help="metric: PSNR (IoU for segmentation); mse: −normalised MSE; changed: PSNR over the "
                    "pixels the task changes (the hole); auto: changed for in-painting, mse for colorization, else metric")  # fmt: skip
-@click.option("--k", type=int, default=None, help="REINFORCE: site-sets per step")
-@click.option("--r", type=int, default=None, help="REINFORCE: training queries per step")
-@click.option("--init-logit", type=float, default=None,
+@click.option("--k", type=click.IntRange(min=2), default=None, help="REINFORCE: site-sets per step")
+@click.option("--r", type=click.IntRange(min=1), default=None, help="REINFORCE: training queries per step")
+@click.option("--init-logit", type=click.FloatRange(-20, 20), default=None,
               help="REINFORCE: starting logit of every site (default −1, p≈0.27; lower starts sparser)")
 @model_option
 @pool_option
@@ -93,14 +93,14 @@ def search(task, images, out, method, granularity, steps, seed, means_file, n_me
     click.echo(f"wrote {out} ({tv.num_sites} sites, {method}, val {tv.meta['metrics'].get('val', float('nan')):.4g})")
 
 
-@click.command()
+@click.command(cls=CommonOptionsCommand)
 @task_option
 @images_option
 @click.option("--json", "json_out", required=True, type=click.Path(dir_okay=False), help="results file")
 @click.option("--taskvec", "taskvec_file", type=click.Path(dir_okay=False), help="task vector (default: the shipped one)")
 @click.option("--cma", "cma_file", type=click.Path(dir_okay=False), help="CMA vector (default: searched now)")
 @click.option("--grs", "grs_file", type=click.Path(dir_okay=False), help="GRS vector (default: searched now)")
-@click.option("--n", "n", default=96, show_default=True, help="held-out queries (packaged:* sources)")
+@click.option("--n", "n", default=96, show_default=True, type=click.IntRange(min=2), help="held-out queries (packaged:* sources)")
 @click.option("--seed", default=1, show_default=True, help="seed of the held-out crops/scenes and task parameters")
 @click.option("--train-images", default="packaged:train", show_default=True, help="images for on-the-fly CMA/GRS searches")
 @model_option
@@ -110,21 +110,21 @@ def evaluate(task, images, json_out, taskvec_file, cma_file, grs_file, n, seed, 
 
     One-shot prompts take their example pair from another held-out image. Prints a
     table and writes the rows as JSON."""
-    from taskvec.evaluate import format_table, run_evaluate
+    from taskvec.evaluate import finite_results, format_table, run_evaluate
 
     _out_path(json_out, ".json")
     res = run_evaluate(task, images, model, taskvec_file, cma_file, grs_file, n, seed, train_images)
     with atomic_path(json_out) as tmp:
-        tmp.write_text(json.dumps(res, indent=2) + "\n")
+        tmp.write_text(json.dumps(finite_results(res, json_out), indent=2, allow_nan=False) + "\n")
     click.echo(format_table([res]))
     click.echo(f"wrote {json_out}")
 
 
-@click.command()
+@click.command(cls=CommonOptionsCommand)
 @task_option
 @images_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="PNG grid")
-@click.option("--rows", default=6, show_default=True, help="images (one row each)")
+@click.option("--rows", default=6, show_default=True, type=click.IntRange(1, 64), help="images (one row each)")
 @click.option("--taskvec", "taskvec_file", type=click.Path(dir_okay=False), help="task vector (default: the shipped one)")
 @click.option("--cma", "cma_file", type=click.Path(dir_okay=False), help="CMA vector (default: searched now)")
 @click.option("--grs", "grs_file", type=click.Path(dir_okay=False), help="GRS vector (default: searched now)")

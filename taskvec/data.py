@@ -79,9 +79,12 @@ def load_image(path: str | Path, size: int | None = CELL) -> Tensor:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image {path} does not exist")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None or bgr.size == 0:
-        raise DataError(f"cannot read image {path} (unreadable or corrupt)")
+    from taskvec.imageio import decode_image  # bounded: pixel and size limits, truncation refused
+
+    try:
+        bgr = decode_image(path)
+    except UserError as e:
+        raise DataError(str(e)) from None
     x = _rgb_array_to_tensor(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     return x if size is None else _resize(x[None], size)[0]
 

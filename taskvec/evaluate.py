@@ -122,3 +122,23 @@ def run_evaluate(task: str, images: str, model_spec: str, taskvec_file: str | No
     held_out = load_image_set(images, task, n=n, seed=seed)
     methods = resolve_methods(task, model, taskvec_file, cma_file, grs_file, train_images)
     return evaluate(task, held_out, model, methods, seed)
+
+
+def finite_results(res: Any, where: str, path: str = "") -> Any:
+    """``res`` unchanged when every number in it is finite; else a one-line UserError naming
+    the entry (a NaN answer means a broken model or vector — never written as a result)."""
+    import math
+
+    from taskvec.errors import UserError
+
+    if isinstance(res, dict):
+        label = res.get("method", "") if isinstance(res.get("method"), str) else ""
+        for k, v in res.items():
+            finite_results(v, where, f"{path}/{label or k}" if label and k == "metrics" else f"{path}/{k}")
+    elif isinstance(res, (list, tuple)):
+        for i, v in enumerate(res):
+            finite_results(v, where, f"{path}[{i}]")
+    elif isinstance(res, float) and not math.isfinite(res):
+        raise UserError(f"{where}: result {path.lstrip('/')} is {res} — the model or a task vector produces "
+                        "non-finite answers; nothing written")
+    return res

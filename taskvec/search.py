@@ -92,6 +92,5 @@ def save_search(result: SearchResult, tv: TaskVector, out: str | Path) -> tuple[
     out = Path(out)
     png = out.with_suffix(".png")
     title = f"{result.method} · {tv.task} · {tv.num_sites} sites"
-    plot_curve(result, png, title)
-    tv.save(out)
+    tv.save(out, extra={png: lambda tmp: plot_curve(result, tmp, title)})  # one artifact: curve, sidecar, vector
     return out, png

@@ -17,12 +17,12 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from torch import Tensor
 
-from taskvec.errors import UserError, atomic_path
+from taskvec.errors import UserError, atomic_paths, check_finite
 from taskvec.model import BlockId, MaeVQGAN, Patch
 from taskvec.sites import Site, SiteSpace
 
@@ -78,8 +78,10 @@ class TaskVector:
             "meta": self.meta,
         }
 
-    def save(self, path: str | Path) -> None:
-        """``path`` (.safetensors) + ``path.with_suffix('.json')``, each written atomically."""
+    def save(self, path: str | Path, extra: dict[Path, Callable[[Path], Any]] | None = None) -> None:
+        """``path`` (.safetensors) + ``path.with_suffix('.json')`` as one artifact: both appear
+        (the vector last) or neither. ``extra`` maps more files of the artifact (the search
+        curve) to functions that write them to a given temporary path."""
         from safetensors.torch import save_file
 
         path = Path(path)
@@ -89,11 +91,15 @@ class TaskVector:
         for bid in sorted(self.mul):
             tensors[f"{_block_key(bid)}/mul"] = self.mul[bid].detach().float().cpu().contiguous()
             tensors[f"{_block_key(bid)}/add"] = self.add[bid].detach().float().cpu().contiguous()
+        check_finite(tensors, f"refusing to write task vector {path}")
         head = self.header()
         small = {k: v for k, v in head.items() if k != "meta"}
-        with atomic_path(path.with_suffix(".json")) as tmp_json, atomic_path(path) as tmp:
-            save_file(tensors, str(tmp), metadata={"taskvector": json.dumps(small)})
-            tmp_json.write_text(json.dumps(head, indent=2) + "\n")
+        extra = extra or {}
+        with atomic_paths([*extra, path.with_suffix(".json"), path]) as tmps:
+            for write, tmp in zip(extra.values(), tmps):
+                write(tmp)
+            save_file(tensors, str(tmps[-1]), metadata={"taskvector": json.dumps(small)})
+            tmps[-2].write_text(json.dumps(head, indent=2, allow_nan=False) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "TaskVector":
@@ -120,11 +126,14 @@ class TaskVector:
                 {"mul": mul, "add": add}[kind][_parse_block(bkey)] = t.float()
             if set(mul) != set(add) or any(mul[b].shape != add[b].shape or mul[b].ndim != 2 for b in mul):
                 raise ValueError("mul/add mismatch")
+            check_finite(tensors, str(path))
             tv = cls(
                 task=head["task"], model_name=head["model_name"], model_fingerprint=head["model_fingerprint"],
                 method=head["method"], granularity=head["granularity"],
                 sites=[Site.parse(s) for s in head["sites"]], mul=mul, add=add, meta=head.get("meta", {}),
             )  # fmt: skip
+        except UserError:
+            raise
         except Exception as e:  # noqa: BLE001 — any decode failure is a bad file
             raise UserError(f"{path}: not a readable task-vector file ({type(e).__name__})") from None
         tv.meta.setdefault("path", str(path))
@@ -142,10 +151,18 @@ class TaskVector:
                 f"not {model.cfg.name} {fp[:16]}…"
             )
         cfg = model.cfg
+        from taskvec import geometry as G
+
+        layout = G.get_layout("zero-shot")
+        where = self.meta.get("path", f"{self.model_name}-{self.task}")
         for bid, m in self.mul.items():
             depth, width = (cfg.depth, cfg.embed_dim) if bid.stage == "enc" else (cfg.decoder_depth, cfg.decoder_embed_dim)
             if bid.block >= depth or m.shape[-1] != width:
                 raise UserError(f"task vector block {bid} does not fit model {cfg.name}")
+            n = layout.num_enc if bid.stage == "enc" else layout.num_dec
+            if m.shape[0] != n:
+                raise UserError(f"task vector {where}: block {bid} has {m.shape[0]} token positions, "
+                                f"the zero-shot layout has {n}")
 
 
 def default_taskvector_path(task: str, model_name: str = "tiny", variant: str = "paper") -> Path:

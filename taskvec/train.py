@@ -248,9 +248,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
     torch.manual_seed(cfg.seed)
     model = MaeVQGAN(mcfg)
     if cfg.init:
-        from safetensors.torch import load_file
+        from taskvec.checkpoint import load_init_weights
 
-        load_init(model, load_file(cfg.init), cfg.init)
+        load_init_weights(model, cfg.init)
     model = model.to(dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
@@ -260,7 +260,9 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
     if resume:
         if not ckpt.exists():
             raise UserError(f"nothing to resume: {ckpt} does not exist")
-        state = torch.load(str(ckpt), map_location=dev, weights_only=True)
+        from taskvec.checkpoint import load_resume_state
+
+        state = load_resume_state(ckpt, model, dev)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         gen.set_state(state["gen"].cpu())
@@ -320,20 +322,6 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         "metrics": history[-1] if history else {},
     }
     return save_model(model.cpu().eval(), out_dir / f"{cfg.config}.safetensors", card)
-
-
-def load_init(model: MaeVQGAN, state: dict[str, Tensor], name: str) -> None:
-    """Fine-tune start: ``state`` must fit ``model`` exactly, except that a model with an
-    answer refinement may start from weights without one (the refinement starts at zero)."""
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as e:  # shape mismatches
-        first = str(e).splitlines()[1].strip() if "\n" in str(e) else str(e)
-        raise UserError(f"--init {name}: weights of another architecture ({first})") from None
-    missing = [k for k in missing if not k.startswith("refine.")]
-    if missing or unexpected:
-        raise UserError(f"--init {name}: weights of another architecture "
-                        f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
 def bank_card(bank: str) -> dict:

@@ -150,8 +150,8 @@ def inpainting_seen_unseen(model_spec: str | MaeVQGAN = "tiny", n: int = 96, see
 
 @torch.no_grad()
 def bank_quality(model_spec: str | MaeVQGAN, bank: str, n: int = 96, seed: int = 7) -> dict:
-    """Every task on an image bank's validation pictures (never trained on) and, for the
-    seen/unseen gap, its training pictures: wallpaper crops at the training scales, 40 %
+    """Every task on an image bank's validation and test pictures (never trained on; choose on
+    the first, report the second) and, for the seen/unseen gap, its training pictures: wallpaper crops at the training scales, 40 %
     with a cut-out stamp of the same split; segmentation on stamp composites. One-shot, the
     example from another crop of the same split; in-painting beside Telea and the mean colour."""
     from taskvec.bank import ImageBank, bank_crops, composite_stamps
@@ -159,7 +159,7 @@ def bank_quality(model_spec: str | MaeVQGAN, bank: str, n: int = 96, seed: int =
 
     model = load_model(model_spec) if isinstance(model_spec, str) else model_spec
     out = {}
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         b = ImageBank.load(bank, split)  # type: ignore[arg-type]
         gen = torch.Generator().manual_seed(seed)
         ex, q = bank_crops(b, n, gen), bank_crops(b, n, gen)
@@ -332,7 +332,7 @@ def to_markdown(res: dict) -> str:
               help="also in-paint crops of the training photos and fresh procedural scenes (does the model "
                    "in-paint, or recall the photos it was trained on?)")
 @click.option("--bank", type=click.Path(exists=True),
-              help="also every task on this image bank's validation and training pictures (taskvec data fetch)")
+              help="also every task on this image bank's training, validation and test pictures (taskvec data fetch)")
 @click.option("--paint-sigma-sweep", "sweep", metavar="S1,S2,…",
               help="also the in-painting rows of --seen-unseen for each of these paint_sigma values")
 def main(model, n, seed, json_path, markdown, grid, seen_unseen, bank, sweep) -> None:

@@ -134,9 +134,9 @@ def fetch(out: str) -> None:
 
     entries = run_fetch(out)
     n = {k: sum(e.kind == k for e in entries) for k in ("wallpaper", "stamp")}
-    val = {k: sum(e.kind == k and e.split == "val" for e in entries) for k in n}
-    click.echo(f"wrote {out}: {n['wallpaper']} wallpapers ({val['wallpaper']} held out), "
-               f"{n['stamp']} stamps ({val['stamp']} held out)")
+    out_ = {k: sum(e.kind == k and e.split != "train" for e in entries) for k in n}
+    click.echo(f"wrote {out}: {n['wallpaper']} wallpapers ({out_['wallpaper']} held out for validation and test), "
+               f"{n['stamp']} stamps ({out_['stamp']} held out)")
 
 
 @data.command()

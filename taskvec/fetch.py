@@ -9,6 +9,7 @@ system changes), unpacks them with ``dpkg -x`` into a temporary folder and write
     DIR/stamps/<name>.png                  cut-out photos with alpha, longer side ≤ ``STAMP_MAX_SIDE``
     DIR/manifest.json                      per file: path, sha256, source package, original
                                            pixel size, licence, group (see below), split
+                                           (train / val / test)
 
 Variants of one picture (several resolutions, a ``_dark`` twin) are detected by a
 16×16 thumbnail correlation and share a *group*; the validation split is chosen per
@@ -45,11 +46,14 @@ WALLPAPER_MIN_SIDE = 1000  # smaller pictures are logos, boot splashes and previ
 WALLPAPER_MAX_SIDE = 2048
 STAMP_MAX_SIDE = 320
 STAMP_MIN_SIDE = 48
-VAL_PERCENT = 20  # share of groups held out for validation (≥ 15 % asked for)
+# Shares of picture groups held out (≥ 15 % in all): "val" to choose designs and settings on,
+# "test" to report once.
+VAL_PERCENT = 10
+TEST_PERCENT = 10
 SAME_PICTURE_CORR = 0.92  # thumbnail correlation above which two files are one picture
 MANIFEST = "manifest.json"
 
-Split = Literal["train", "val"]
+Split = Literal["train", "val", "test"]
 
 
 @dataclass(frozen=True)
@@ -69,9 +73,10 @@ class Entry:
 
 
 def split_of(group: str) -> Split:
-    """Deterministic split of a group: ``val`` for ``VAL_PERCENT`` % of the hash space."""
-    h = int(hashlib.sha256(group.encode()).hexdigest()[:8], 16)
-    return "val" if h % 100 < VAL_PERCENT else "train"
+    """Deterministic split of a group by its hash: ``test`` for ``TEST_PERCENT`` % of the hash
+    space, ``val`` for the next ``VAL_PERCENT`` %, ``train`` for the rest."""
+    h = int(hashlib.sha256(group.encode()).hexdigest()[:8], 16) % 100
+    return "test" if h < TEST_PERCENT else "val" if h < TEST_PERCENT + VAL_PERCENT else "train"
 
 
 def _manifest_bytes(bank: str | Path) -> bytes:
@@ -318,6 +323,7 @@ def fetch(out: str | Path, packages: tuple[str, ...] = WALLPAPER_PACKAGES + STAM
         manifest = {
             "packages": {p: d.name for p, d in debs.items()},
             "val_percent": VAL_PERCENT,
+            "test_percent": TEST_PERCENT,
             "images": [asdict(e) for e in entries],
         }
         (tmp_out / MANIFEST).write_text(json.dumps(manifest, indent=1))

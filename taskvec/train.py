@@ -331,7 +331,7 @@ def bank_card(bank: str) -> dict:
     count = lambda kind, split: sum(e.kind == kind and e.split == split for e in entries)  # noqa: E731
     return {
         "bank_manifest_sha256": manifest_hash(bank),
-        "bank": {k: {s: count(k, s) for s in ("train", "val")} for k in ("wallpaper", "stamp")},
+        "bank": {k: {s: count(k, s) for s in ("train", "val", "test")} for k in ("wallpaper", "stamp")},
         "bank_packages": sorted({e.package for e in entries}),
     }
 

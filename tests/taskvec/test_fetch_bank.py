@@ -60,7 +60,7 @@ def _deb(tmp_path, pkg, files: dict[str, np.ndarray]):
 @pytest.fixture(scope="module")
 def bank(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bank")
-    train_names, val_names = _names("train", 3), _names("val", 1)
+    train_names, val_names = _names("train", 3), _names("val", 1) + _names("test", 1)
     walls = {}
     for i, name in enumerate(train_names):
         img = _picture((200, 90 + 40 * i, 40), 1600, 1000, i)  # BGR: blue-green
@@ -68,7 +68,8 @@ def bank(tmp_path_factory):
         walls[f"usr/share/wallpapers/{name}/contents/images/1280x800.jpg"] = cv2.resize(img, (1280, 800))
     red = np.zeros((1000, 1600, 3), np.uint8)
     red[..., 2] = 255  # BGR: pure red, the only red anywhere in the bank
-    walls[f"usr/share/wallpapers/{val_names[0]}/contents/images/1600x1000.jpg"] = red
+    for name in val_names:  # the held-out pictures (validation, test)
+        walls[f"usr/share/wallpapers/{name}/contents/images/1600x1000.jpg"] = red
     walls["usr/share/wallpapers/logo.png"] = _picture((0, 0, 0), 200, 100, 9)  # too small: skipped
     stamps = {}
     for i in range(6):
@@ -91,7 +92,7 @@ def test_manifest(bank):
     out, entries, val_names = bank
     walls = [e for e in entries if e.kind == "wallpaper"]
     stamps = [e for e in entries if e.kind == "stamp"]
-    assert len(walls) == 4  # one file per picture: the 1280x800 copies are the same picture; the logo is too small
+    assert len(walls) == 5  # one file per picture: the 1280x800 copies are the same picture; the logo is too small
     assert {(e.width, e.height) for e in walls} == {(1600, 1000)}
     assert len(stamps) == 6  # the opaque one is not a cut-out
     for e in entries:
@@ -99,7 +100,8 @@ def test_manifest(bank):
         assert hashlib.sha256(data).hexdigest() == e.sha256
         assert e.licence == "CC-BY-SA-4.0"
         assert e.split == F.split_of(e.group)
-    assert [e.split for e in walls if val_names[0] in e.group] == ["val"]
+    assert [e.split for e in walls if e.group.endswith("/" + val_names[0])] == ["val"]
+    assert [e.split for e in walls if e.group.endswith("/" + val_names[1])] == ["test"]
     assert max(cv2.imread(str(out / walls[0].path)).shape[:2]) <= F.WALLPAPER_MAX_SIDE
 
 
@@ -115,14 +117,14 @@ def test_family_groups_variants():
 
 def test_no_validation_picture_reaches_training(bank):
     out, entries, _ = bank
-    train, val = ImageBank.load(out, "train"), ImageBank.load(out, "val")
-    assert train.groups.isdisjoint(val.groups)
-    assert len(train.wallpapers) == 3 and len(val.wallpapers) == 1
+    train, val, test = (ImageBank.load(out, s) for s in ("train", "val", "test"))
+    assert train.groups.isdisjoint(val.groups | test.groups) and val.groups.isdisjoint(test.groups)
+    assert len(train.wallpapers) == 3 and len(val.wallpapers) == 1 and len(test.wallpapers) == 1
     g = torch.Generator().manual_seed(0)
     for _ in range(5):
         x = bank_crops(train, 64, g)
         x, _ = composite_stamps(x, train.stamps, g)
-        # the validation picture is pure red; nothing in training is
+        # the held-out pictures are pure red; nothing in training is
         red = (x[:, 0] > 0.8) & (x[:, 1] < 0.2) & (x[:, 2] < 0.2)
         assert not red.any()
     v = bank_crops(val, 8, g)
@@ -162,7 +164,7 @@ def test_packed_bank_loads_like_the_folder(bank, tmp_path):
     out, _, _ = bank
     size = pack_bank(out, tmp_path / "bank.tar")
     assert size == (tmp_path / "bank.tar").stat().st_size and list(tmp_path.iterdir()) == [tmp_path / "bank.tar"]
-    for split in ("train", "val"):
+    for split in ("train", "val", "test"):
         a, b = ImageBank.load(out, split), ImageBank.load(tmp_path / "bank.tar", split)
         assert a.groups == b.groups and len(a.stamps) == len(b.stamps)
         assert [w.shape for w in a.wallpapers] == [w.shape for w in b.wallpapers]

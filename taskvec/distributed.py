@@ -223,6 +223,9 @@ def session(timeout_s: float = DEFAULT_TIMEOUT_S, environ: Mapping[str, str] | N
     nccl = torch.cuda.is_available() and td.is_nccl_available()
     backend, device = ("nccl", f"cuda:{env.local_rank}") if nccl else ("gloo", "cpu")
     if nccl:
+        if env.local_rank >= torch.cuda.device_count():
+            raise UserError(f"rank {env.rank}: LOCAL_RANK={env.local_rank} but this node has "
+                            f"{torch.cuda.device_count()} GPU(s); start at most that many processes per node")  # fmt: skip
         torch.cuda.set_device(device)
     try:
         td.init_process_group(backend, init_method="env://", rank=env.rank, world_size=env.world_size,

@@ -213,6 +213,18 @@ def test_ranks_that_resume_different_files_stop_before_any_work(folder, model_fi
     assert [f.read_bytes() for f in files] == before
 
 
+def test_an_error_on_one_rank_is_said_once_by_rank_0(folder, model_file, tmp_path):
+    out = tmp_path / "m.safetensors"
+    port = _free_port()
+    images = [folder, tmp_path / "missing"]  # rank 1's node lacks the image folder
+    procs = [_spawn(_collect_args(im, model_file, out), rank, 2, port) for rank, im in enumerate(images)]
+    line = _assert_one_line_failure(procs[0])
+    assert line.startswith("error: rank 1: ") and "missing" in line, line
+    _, err1 = procs[1].communicate(timeout=60)
+    assert procs[1].returncode == 2 and err1.strip() == ""
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_launcher_variables_are_one_line(folder, model_file, tmp_path):
     out = tmp_path / "m.safetensors"
     for env, needle in (({"RANK": "2", "WORLD_SIZE": "2", "MASTER_ADDR": "x", "MASTER_PORT": "1"}, "outside WORLD_SIZE"),

@@ -55,13 +55,16 @@ def run_worker(model_spec: str, k: int, r: int, steps: int, out: str, seed: int 
         targets = torch.rand(r, 3, G.CELL, G.CELL, generator=g)
         sel = torch.bernoulli(torch.full((k, len(sites)), 0.3), generator=g)
         obj.score(sel, canvases, targets)  # warm-up (and every rank is up)
-        times = []
+        times, cpu = [], []
         for _ in range(steps):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             obj.score(sel, canvases, targets)  # ends with the all-gather: every rank is done
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        cpu_all = dist.gather_objects(cpu)  # CPU seconds per step of every rank
         if dist.is_main:
-            Path(out).write_text(json.dumps({"step_s": times, "world_size": dist.world_size, "device": device,
+            Path(out).write_text(json.dumps({"step_s": times, "cpu_s": [sum(c) for c in zip(*cpu_all)],
+                                             "world_size": dist.world_size, "device": device,
                                              "threads": torch.get_num_threads()}))  # fmt: skip
 
 
@@ -99,8 +102,10 @@ def measure(model_spec: str = "tiny", procs: tuple[int, ...] = (1, 2), k: int = 
     rows = []
     for (n, threads), rs in runs.items():
         step = float(np.median([t for x in rs for t in x["step_s"]]))
+        cpu = float(np.median([t for x in rs for t in x["cpu_s"]]))
         rows.append({"processes": n, "threads_per_process": rs[0]["threads"], "device": rs[0]["device"],
                      "step_s_median": round(step, 4), "forwards_per_s": round(k * r / step, 2),
+                     "cpu_s_per_step_all_ranks": round(cpu, 4),
                      "step_s": [round(t, 4) for x in rs for t in x["step_s"]],
                      "load_average": [x["load_average"] for x in rs]})  # fmt: skip
     one = rows[configs.index((1, None if gpu else cores))]  # one process on every core: what a user runs today
@@ -108,6 +113,7 @@ def measure(model_spec: str = "tiny", procs: tuple[int, ...] = (1, 2), k: int = 
     for x in rows:
         x["speedup_vs_1_process"] = round(x["forwards_per_s"] / one["forwards_per_s"], 3)
         x["efficiency_per_process"] = round(x["forwards_per_s"] / (x["processes"] * base["forwards_per_s"]), 3)
+        x["work_efficiency"] = round(base["cpu_s_per_step_all_ranks"] / x["cpu_s_per_step_all_ranks"], 3)
     return {"benchmark": "search_scaling", "model": model_spec, "k_site_sets": k, "r_queries": r,
             "forwards_per_step": k * r, "steps_per_launch": steps, "rounds": rounds, "cores": cores, "rows": rows}  # fmt: skip
 
@@ -116,13 +122,17 @@ def markdown(res: dict) -> str:
     lines = [f"# Search scaling: {res['model']}, K={res['k_site_sets']} × R={res['r_queries']} patched forwards per step",
              "", "`python -m benchmarks.search_scaling` — one torchrun launch per row and round, rounds interleaved; "
              "speed-up = forwards/s ÷ the first row's; efficiency = forwards/s ÷ (processes × one process on "
-             "the smallest thread count).", "",
-             "| processes | threads each | device | median step s | forwards/s | speed-up | efficiency | load avg (1 min) at starts |",
-             "|---:|---:|---|---:|---:|---:|---:|---|"]  # fmt: skip
+             "the smallest thread count); CPU s = CPU seconds of one step summed over the ranks; work efficiency "
+             "= that of the one-process base row ÷ this row's (1: sharding adds no work, whatever else runs on "
+             "the machine).", "",
+             "| processes | threads each | device | median step s | forwards/s | speed-up | efficiency | CPU s/step "
+             "| work efficiency | load avg (1 min) at starts |",
+             "|---:|---:|---|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
     for x in res["rows"]:
         loads = ", ".join(f"{la['start'][0]:.1f}" for la in x["load_average"])
         lines.append(f"| {x['processes']} | {x['threads_per_process']} | {x['device']} | {x['step_s_median']} | "
-                     f"{x['forwards_per_s']} | {x['speedup_vs_1_process']}× | {x['efficiency_per_process']} | {loads} |")  # fmt: skip
+                     f"{x['forwards_per_s']} | {x['speedup_vs_1_process']}× | {x['efficiency_per_process']} | "
+                     f"{x.get('cpu_s_per_step_all_ranks', '–')} | {x.get('work_efficiency', '–')} | {loads} |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 

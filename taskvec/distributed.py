@@ -15,10 +15,11 @@ process, every rank joins one process group — NCCL with one GPU per rank
   query) pairs and all-gathers the rewards, so every rank takes the same decisions;
   rank 0 writes the vector, curve and sidecar.
 
-Failures end the same way everywhere: a block run under :meth:`Dist.together` that
-fails on one rank fails on all of them with that rank's one line (printed by rank 0
-only); a rank that cannot reach the others, or loses them, gives up after the timeout
-with one line. Nothing is written before every rank has agreed.
+Failures end with one line on rank 0 (:func:`cli_session`): a block run under
+:meth:`Dist.together` that fails on one rank fails on all of them with that rank's line;
+:meth:`Dist.agree` stops ranks that hold different settings or files; a rank that
+cannot reach the others, or loses them, gives up after the timeout. Nothing is written
+before every rank has agreed.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ F = TypeVar("F", bound=Callable)
 
 
 class SharedError(UserError):
-    """A failure every rank learned together: rank 0 prints it, the others exit quietly."""
+    """A failure another rank met, shared by :meth:`Dist.together` (every rank raises it)."""
 
 
 @dataclass(frozen=True)
@@ -183,8 +184,8 @@ class Dist:
     def together(self) -> Iterator[None]:
         """Run a block on every rank; if it fails on any, it fails on all with the first failure's line.
 
-        Rank 0 re-raises its own exception (so its message is printed as usual); the
-        other ranks raise :class:`SharedError`, which the CLI turns into a quiet exit."""
+        A rank re-raises its own exception; the others raise :class:`SharedError` with the
+        failing rank's line (prefixed ``rank N:`` unless it is rank 0)."""
         if not self.active:
             yield
             return
@@ -197,7 +198,7 @@ class Dist:
         failed = [(r, m) for r, m in enumerate(msgs) if m is not None]
         if not failed:
             return
-        if err is not None and (self.is_main or not isinstance(err, (UserError, OSError, ValueError))):
+        if err is not None:
             raise err
         r, m = failed[0]
         raise SharedError(m if r == 0 else f"rank {r}: {m}")
@@ -232,7 +233,8 @@ def session(timeout_s: float = DEFAULT_TIMEOUT_S, environ: Mapping[str, str] | N
                               timeout=timedelta(seconds=timeout_s))  # fmt: skip
     except (RuntimeError, ValueError) as e:
         raise UserError(f"rank {env.rank}: cannot reach the other {env.world_size - 1} rank(s) at {env.master} "
-                        f"within {timeout_s:g} s ({one_line(e)[:160]})") from None  # fmt: skip
+                        f"within {timeout_s:g} s — is every rank started with WORLD_SIZE={env.world_size} and able "
+                        f"to reach {env.master}? ({one_line(e)[:160]})") from None  # fmt: skip
     dist = Dist(env.rank, env.world_size, backend, device)
     try:
         yield dist
@@ -242,11 +244,16 @@ def session(timeout_s: float = DEFAULT_TIMEOUT_S, environ: Mapping[str, str] | N
 
 @contextmanager
 def cli_session(timeout_s: float = DEFAULT_TIMEOUT_S) -> Iterator[Dist]:
-    """:func:`session` for a CLI command: errors all ranks share are printed by rank 0 only."""
+    """:func:`session` for a CLI command: once the ranks are connected, rank 0 alone prints errors.
+
+    Bad input fails on every rank alike, or is shared by :meth:`Dist.together`, or makes
+    rank 0 lose contact with the failing rank, so rank 0 always has the line to print;
+    the other ranks exit with status 2 quietly. (A rank that cannot connect at all says
+    so itself.)"""
     with session(timeout_s) as dist:
         try:
             yield dist
-        except SharedError:
+        except (UserError, OSError, ValueError):
             if not dist.is_main:
                 sys.exit(2)
             raise

@@ -10,7 +10,7 @@ def test_worker_times_objective_steps(tmp_path):
     run_worker("random:micro_pixel", k=2, r=2, steps=2, out=str(out))  # one process: no launcher
     res = json.loads(out.read_text())
     assert res["world_size"] == 1 and res["device"] == "cpu" and len(res["step_s"]) == 2
-    assert all(t > 0 for t in res["step_s"])
+    assert all(t > 0 for t in res["step_s"]) and len(res["cpu_s"]) == 2
 
 
 def test_markdown_lists_every_row():
@@ -19,4 +19,4 @@ def test_markdown_lists_every_row():
              "speedup_vs_1_process": s, "efficiency_per_process": e, "load_average": load}
             for p, t, f, s, e in ((1, 2, 10.0, 1.0, 0.67), (2, 1, 18.0, 1.8, 0.6), (1, 1, 15.0, 1.5, 1.0))]
     md = markdown({"model": "tiny", "k_site_sets": 8, "r_queries": 4, "rows": rows})
-    assert "| 2 | 1 | cpu | 1.0 | 18.0 | 1.8× | 0.6 | 1.5 |" in md and md.count("\n| ") == 4  # header + 3 rows
+    assert "| 2 | 1 | cpu | 1.0 | 18.0 | 1.8× | 0.6 | – | – | 1.5 |" in md and md.count("\n| ") == 4  # header + 3 rows

@@ -120,7 +120,9 @@ def test_two_processes_collect_the_means_of_one(folder, model_file, one_means, t
     assert resumed.n_seen == N and _max_abs(RunningMeans.load(one_means), resumed) <= 1e-6
 
 
-@pytest.mark.parametrize("method", ["reinforce", "cma", "grs"])
+# CMA and GRS go through the same sharded Objective.score as REINFORCE: slow (make test-all)
+@pytest.mark.parametrize("method", ["reinforce", pytest.param("cma", marks=pytest.mark.slow),
+                                    pytest.param("grs", marks=pytest.mark.slow)])
 def test_two_processes_search_the_vector_of_one(folder, model_file, one_means, tmp_path, method):
     opts = {"reinforce": ["--steps", "4", "--k", "6", "--r", "3", "--init-logit", "0.2"], "cma": [],
             "grs": ["--steps", "3"]}[method]  # fmt: skip

@@ -141,8 +141,8 @@ def markdown(res: dict) -> str:
 @click.option("--procs", default="1,2", show_default=True, help="process counts, comma-separated")
 @click.option("--k", default=8, show_default=True, help="site-sets per step")
 @click.option("--r", default=4, show_default=True, help="queries per site-set")
-@click.option("--steps", default=3, show_default=True, help="timed steps per launch")
-@click.option("--rounds", default=2, show_default=True, help="launches per configuration (interleaved)")
+@click.option("--steps", default=8, show_default=True, help="timed steps per launch")
+@click.option("--rounds", default=3, show_default=True, help="launches per configuration (interleaved)")
 @click.option("--json", "json_out", default=DEFAULT_JSON, show_default=True, type=click.Path(dir_okay=False))
 @click.option("--worker", is_flag=True, hidden=True)
 def main(model: str, procs: str, k: int, r: int, steps: int, rounds: int, json_out: str, worker: bool) -> None:

@@ -195,7 +195,8 @@ def test_mismatched_world_size_on_resume(folder, model_file, tmp_path):
     args = _collect_args(folder, model_file, out) + ["--resume", "--dist-timeout", "2"]
     port = _free_port()
     rank0, rank1 = _spawn(args, 0, 2, port), _spawn(args, 1, 3, port)  # rank 1 was told of 3 processes
-    assert "cannot reach" in _assert_one_line_failure(rank0)
+    line = _assert_one_line_failure(rank0)  # rank 0 may connect to rank 1 before rank 1 gives up
+    assert "rank 0: cannot reach" in line or "rank 0: lost contact with the other ranks" in line, line
     rank1.communicate(timeout=120)
     assert rank1.returncode != 0
     assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "m.safetensors"]

@@ -6,8 +6,12 @@ Each command is a few lines of option parsing around an importable function.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
+
+if "WORLD_SIZE" in os.environ:  # under torchrun (taskvec.distributed): c10d's native log lines and stack
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "FATAL")  # dumps on a timeout would break one-line errors
 
 import click
 

@@ -23,6 +23,8 @@ task_option = click.option("--task", required=True, type=click.Choice(list_tasks
 images_option = click.option("--images", required=True, help=IMAGES_HELP)
 model_option = click.option("--model", default=DEFAULT_MODEL, show_default=True, help="model name, random:NAME or .safetensors")
 pool_option = click.option("--pool", default=512, show_default=True, type=click.IntRange(min=1), help="images drawn from packaged:* sources")
+dist_timeout_option = click.option("--dist-timeout", default=600.0, show_default=True, metavar="SECONDS",
+                                   help="under torchrun: give up on ranks that cannot be reached (or stall) this long")
 variant_option = click.option("--variant", type=click.Choice(["paper", "realistic"]), default="paper", show_default=True,
                               help="task construction: the paper's (e.g. 0.5·image) or the realistic one (gamma, gain, noise)")
 
@@ -42,19 +44,27 @@ def _out_path(path: str, suffix: str) -> None:
 @click.option("--seed", default=0, show_default=True)
 @pool_option
 @click.option("--resume", is_flag=True, help="continue the collection in OUT up to --n canvases (same result as one run)")
+@click.option("--save-every", default=30.0, show_default=True, metavar="SECONDS", help="save the means so far this often")
 @variant_option
+@dist_timeout_option
 @cli_errors
-def collect(task, images, out, model, n, batch, seed, pool, resume, variant) -> None:
+def collect(task, images, out, model, n, batch, seed, pool, resume, save_every, variant, dist_timeout) -> None:
     """Average every head's output per canvas token over in-context prompts of TASK.
 
     Each canvas holds an example pair and a query with the answer cell masked (the
-    in-context layout), drawn from IMAGES. The means are saved every 30 s and on
-    Ctrl-C, so an interrupted run continues with --resume."""
+    in-context layout), drawn from IMAGES. The means are saved every --save-every
+    seconds and on Ctrl-C, so an interrupted run continues with --resume. Under `torchrun
+    --nproc-per-node N -m taskvec.cli collect …` the canvases are shared among the N
+    processes (rank 0 writes); a run may resume with another N."""
+    from taskvec.distributed import cli_session
     from taskvec.pipeline import run_collect
 
     _out_path(out, ".safetensors")
-    rm = run_collect(task, images, out, model, n, batch, seed, pool, resume, variant)
-    click.echo(f"wrote {out} ({rm.n_seen} canvases)")
+    with cli_session(dist_timeout) as dist:
+        rm = run_collect(task, images, out, model, n, batch, seed, pool, resume, variant, dist, save_every)
+        if dist.is_main:
+            procs = f", {dist.world_size} processes" if dist.active else ""
+            click.echo(f"wrote {out} ({rm.n_seen} canvases{procs})")
 
 
 @click.command(cls=CommonOptionsCommand)
@@ -78,19 +88,25 @@ def collect(task, images, out, model, n, batch, seed, pool, resume, variant) -> 
 @model_option
 @pool_option
 @variant_option
+@dist_timeout_option
 @cli_errors
 def search(task, images, out, method, granularity, steps, seed, means_file, n_means, reward, k, r, init_logit, model,
-           pool, variant) -> None:
+           pool, variant, dist_timeout) -> None:
     """Search which head outputs to patch so the zero-shot model does TASK.
 
     Writes the task vector, its JSON sidecar and a PNG of the search curve. The image
-    pool is split 75/25 into training and validation queries."""
+    pool is split 75/25 into training and validation queries. Under `torchrun
+    --nproc-per-node N -m taskvec.cli search …` every search step's forwards are shared
+    among the N processes; the same seed gives the same vector as one process."""
+    from taskvec.distributed import cli_session
     from taskvec.pipeline import run_search_cli
 
     _out_path(out, ".safetensors")
-    tv = run_search_cli(task, images, out, method, granularity, steps, seed, means_file, n_means, reward,
-                        model, pool, variant, k=k, r=r, init_logit=init_logit)  # fmt: skip
-    click.echo(f"wrote {out} ({tv.num_sites} sites, {method}, val {tv.meta['metrics'].get('val', float('nan')):.4g})")
+    with cli_session(dist_timeout) as dist:
+        tv = run_search_cli(task, images, out, method, granularity, steps, seed, means_file, n_means, reward,
+                            model, pool, variant, dist, k=k, r=r, init_logit=init_logit)  # fmt: skip
+        if dist.is_main:
+            click.echo(f"wrote {out} ({tv.num_sites} sites, {method}, val {tv.meta['metrics'].get('val', float('nan')):.4g})")
 
 
 @click.command(cls=CommonOptionsCommand)

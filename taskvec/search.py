@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from taskvec.activations import RunningMeans
+from taskvec.distributed import Dist, digest
 from taskvec.errors import UserError
 from taskvec.imagesets import ImageSet
 from taskvec.model import MaeVQGAN
@@ -58,9 +59,15 @@ def run_search(
     val_fraction: float = 0.25,
     progress: bool = True,
     variant: str = "paper",
+    dist: Dist | None = None,
     **overrides: Any,
 ) -> tuple[SearchResult, TaskVector]:
-    """Search sites for ``means.task`` on ``pool`` (split into train / validation queries)."""
+    """Search sites for ``means.task`` on ``pool`` (split into train / validation queries).
+
+    With ``dist`` across several processes every rank runs this same search on the same
+    data; only the objective's forwards are sharded (rewards all-gathered), so every
+    rank takes the same decisions — checked at the end."""
+    dist = dist or Dist()
     means.check_model(model)
     task = means.task
     cfg = make_config(method, seed, steps, **overrides)
@@ -70,10 +77,11 @@ def run_search(
     if len(pool) - n_val < 1:
         raise UserError(f"need at least 2 images to search, got {len(pool)}")
     train_pool, val_pool = pool.split(len(pool) - n_val)
-    obj = Objective(model, task, space, means.means(), reward)
+    obj = Objective(model, task, space, means.means(), reward, dist=dist)
     runner = _RUNNERS[method][1]
     result = runner(obj, Queries(task, train_pool, variant), Queries(task, val_pool, variant), cfg, progress=progress)  # type: ignore[operator]
-    result.config.update(reward=obj.reward, granularity=granularity, forwards=obj.forwards)
+    dist.agree("search result", {"selection": digest(result.selection)})
+    result.config.update(reward=obj.reward, granularity=granularity, forwards=obj.forwards, world_size=dist.world_size)
     meta: dict[str, Any] = {
         "search": {"method": method, **result.config},
         "data": {"images": pool.source, "variant": variant, "train": len(train_pool), "val": len(val_pool)},

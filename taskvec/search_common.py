@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from taskvec import geometry as G
+from taskvec.distributed import Dist
 from taskvec.imagesets import ImageSet, make_queries
 from taskvec.metrics import changed_pixels, hole_psnr, iou, mse_normalized, psnr
 from taskvec.model import BlockId, MaeVQGAN
@@ -86,12 +87,13 @@ class Objective:
     """Scores site-sets: selection [K,S] {0,1} → reward [K,R] on R queries, batched."""
 
     def __init__(self, model: MaeVQGAN, task: str, space: SiteSpace, means: Mapping[BlockId, Tensor],
-                 reward: str = "auto", max_batch: int = MAX_BATCH) -> None:  # fmt: skip
+                 reward: str = "auto", max_batch: int = MAX_BATCH, dist: Dist | None = None) -> None:  # fmt: skip
         self.model, self.task, self.space, self.means = model, task, space, means
         self.reward = resolve_reward(task, reward)
         self.max_batch = max_batch
+        self.dist = dist or Dist()
         self.layout = G.get_layout("zero-shot")
-        self.forwards = 0  # canvases run so far
+        self.forwards = 0  # canvases run so far (by all ranks together)
 
     @property
     def num_sites(self) -> int:
@@ -114,13 +116,50 @@ class Objective:
         return torch.cat(outs).reshape(k_all, r, *outs[0].shape[1:])
 
     def score(self, selection: Tensor, canvases: Tensor, targets: Tensor) -> Tensor:
-        """Reward per site-set and query [K,R]."""
-        ans = self.answers(selection, canvases)
+        """Reward per site-set and query [K,R].
+
+        Across processes each rank scores its contiguous slice of the K·R (site-set,
+        query) pairs (:func:`pair_blocks`) and the rewards are all-gathered, so every rank
+        gets the same [K,R]; in one process that is one call on the whole grid."""
+        sel = selection.reshape(-1, self.num_sites)
+        k, r = sel.shape[0], canvases.shape[0]
+        before = self.forwards
+        lo, hi = self.dist.shard(k * r)
+        parts = [self._score(sel[k0:k1], canvases[q0:q1], targets[q0:q1]).reshape(-1)
+                 for k0, k1, q0, q1 in pair_blocks(lo, hi, r)]  # fmt: skip
+        mine = torch.cat(parts) if parts else torch.empty(0)
+        sizes = [b - a for a, b in (self.dist.shard(k * r, i) for i in range(self.dist.world_size))]
+        self.forwards = before + k * r
+        return self.dist.all_gather_cat(mine, sizes).reshape(k, r)
+
+    def _score(self, sel: Tensor, canvases: Tensor, targets: Tensor) -> Tensor:
+        """The rewards [K',R'] of site-sets ``sel`` [K',S] on these R' queries, in this process."""
+        ans = self.answers(sel, canvases)
         k, r = ans.shape[:2]
         tgt = targets.repeat(k, 1, 1, 1)
         # only the "changed" reward looks at the query inputs; skip the copy on every other step
         query = G.denormalize(G.get_cell(canvases, "query")).repeat(k, 1, 1, 1) if self.reward == "changed" else None
         return per_sample_reward(self.task, self.reward, ans.reshape(k * r, *ans.shape[2:]), tgt, query).reshape(k, r)
+
+
+def pair_blocks(lo: int, hi: int, r: int) -> list[tuple[int, int, int, int]]:
+    """Pairs ``[lo, hi)`` of a K×R grid (pair i = site-set i // r, query i % r) as rectangles
+    ``(k0, k1, q0, q1)`` in pair order: a partial first row, whole rows, a partial last row."""
+    out: list[tuple[int, int, int, int]] = []
+    if hi <= lo:
+        return out
+    k0, q0 = divmod(lo, r)
+    k1, q1 = divmod(hi, r)
+    if k0 == k1:
+        return [(k0, k0 + 1, q0, q1)]
+    if q0:
+        out.append((k0, k0 + 1, q0, r))
+        k0 += 1
+    if k1 > k0:
+        out.append((k0, k1, 0, r))
+    if q1:
+        out.append((k1, k1 + 1, 0, q1))
+    return out
 
 
 @dataclass

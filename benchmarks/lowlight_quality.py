@@ -108,18 +108,22 @@ def _summary(rows: list[tuple[float, float]], ms: list[float]) -> dict:
 
 
 def evaluate(onnx: str, photos: str = "val", frames: int = 120, every: int = 4, seed: int = 0,
-             modes: tuple[str, ...] = TRANSFER_MODES, keep: int | None = None, log=print) -> dict:
+             modes: tuple[str, ...] = TRANSFER_MODES, keep: int | None = None, log=print,
+             backend=None, size: tuple[int, int] = (640, 480)) -> dict:
     """All rows for every setting; ``keep``: index of a scored frame whose images are
-    returned under ``_images`` (for the picture)."""
+    returned under ``_images`` (for the picture); ``backend``: use this one instead of
+    opening ``onnx`` with ONNX Runtime."""
+    from contextlib import nullcontext
+
     from runtime.backends.onnxruntime import OrtBackend
     from runtime.predictor import LowLightEnhancer
     from runtime.timing import StageTimer
 
-    clean = list(sample_frames(frames, (640, 480), seed, photos))
+    clean = list(sample_frames(frames, size, seed, photos))
     scored = list(range(0, frames, every))
     results: dict[str, dict] = {}
     images: dict[str, dict[str, np.ndarray]] = {}
-    with OrtBackend(onnx) as be:
+    with (nullcontext(backend) if backend is not None else OrtBackend(onnx)) as be:
         for setting, cam in SETTINGS.items():
             dark = [darken(f, frame_seed(seed, i), cam) for i, f in enumerate(clean)]
             rows: dict[str, dict] = {"dark input": _summary([score(dark[i], clean[i]) for i in scored], [])}
@@ -179,7 +183,9 @@ def write_picture(images: dict[str, np.ndarray], path: str | Path, crop: tuple[i
     ``crop`` (x, y, side) of each, enlarged 2× (nearest) so the noise shows."""
     names = ["dark input", "tvrun gain", "tvrun denoise", "clean"]
     labels = ["dark input", "before: --transfer gain", "now: default (denoise)", "clean reference"]
-    x, y, s = crop
+    h0, w0 = images["clean"].shape[:2]
+    s = min(crop[2], w0, h0)
+    x, y = min(crop[0], w0 - s), min(crop[1], h0 - s)
     tops, crops = [], []
     for n, lab in zip(names, labels):
         im = images[n]

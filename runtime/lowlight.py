@@ -97,6 +97,20 @@ class LowLightParams:
         return cls(**{**base.to_dict(), **given})
 
 
+def lowlight_params(mode: str = "denoise", noise_k: float | None = None, lift: str | None = None,
+                    temporal_alpha: float | None = None) -> LowLightParams:
+    """The command line's low-light options → params (``lift`` as ``"LO,HI"``)."""
+    pair = None
+    if lift:
+        try:
+            pair = tuple(float(v) for v in lift.replace(" ", "").split(","))
+        except ValueError:
+            raise UserError(f"bad --lift {lift!r}: expected LO,HI, e.g. 0.3,0.4") from None
+        if len(pair) != 2:
+            raise UserError(f"bad --lift {lift!r}: expected two numbers LO,HI")
+    return LowLightParams.from_options(mode, noise_k=noise_k, lift=pair, temporal_alpha=temporal_alpha)
+
+
 def estimate_noise(grey: np.ndarray) -> float:
     """Noise standard deviation of a float32 HxW image (same units), Immerkær's estimator:
     robust to edges because the 3×3 kernel is zero on planes and linear ramps."""

@@ -175,6 +175,7 @@ class LowLightEnhancer(Predictor):
         self.last: dict[str, float] = {}  # per-frame diagnostics: noise σ (grey levels), W, t
         self._geom: tuple | None = None
         self._bufs: dict[str, np.ndarray] = {}  # full-resolution float buffers, reused per frame
+        self._dn_bufs: dict[str, np.ndarray] = {}
 
     def _geometry(self, w: int, h: int):
         key = (w, h)
@@ -231,26 +232,27 @@ class LowLightEnhancer(Predictor):
             gain[y0:y1, x0:x1] += g * (wt if g.ndim == 2 else wt[..., None])
         return gain
 
-    def clean(self, frame: np.ndarray) -> np.ndarray:
-        """The frame the gain multiplies: float32 [0,1], denoised unless mode is ``gain``."""
+    def clean(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the frame the gain multiplies, its luma): float32 [0,1], denoised unless the mode
+        is ``gain``."""
         p = self.params
-        f = cv2.multiply(frame, 1.0 / 255.0, dtype=cv2.CV_32F)
+        grey = luma(frame)
+        f = cv2.multiply(frame, 1.0 / 255.0, dst=reuse_buffer(self._bufs, "f", frame.shape), dtype=cv2.CV_32F)
         if p.mode == "gain":
-            return f
-        sigma = estimate_noise(luma(frame))
+            return f, grey
+        sigma = estimate_noise(grey)
         self.last["noise"] = sigma * 255.0
         var: float | np.ndarray = sigma * sigma
         if p.mode == "temporal":
             f, v = self.temporal.update(f, sigma)
-            var = v * np.float32(sigma * sigma)
-        return detail_denoise(f, var, p)
+            var, grey = v * np.float32(sigma * sigma), None
+        return detail_denoise(f, var, p, grey, self._dn_bufs)
 
     def postprocess(self, frame: np.ndarray, out: np.ndarray | None, ctx: _LowLightCtx) -> np.ndarray:
         if out is None:
             return frame
         gain = self.gain_map(ctx, out)
-        base = self.clean(frame)
-        guide = luma(frame) if self.params.mode == "gain" else cv2.cvtColor(base, cv2.COLOR_BGR2GRAY)
+        base, guide = self.clean(frame)
         full = fast_guided_upsample(luma(ctx.work), gain, guide, self.radius, self.gf_eps, self._bufs)
         if full.ndim == 2:
             full = cv2.merge([full] * 3, dst=reuse_buffer(self._bufs, "g3", (*full.shape, 3)))

@@ -16,6 +16,7 @@ from runtime.predictor import (
     rect_mask,
     tile_boxes,
 )
+from runtime.lowlight import LowLightParams
 from runtime.timing import StageTimer
 from taskvec.errors import UserError
 
@@ -40,9 +41,12 @@ def test_lowlight_keeps_resolution(lut_backend, size):
 @pytest.mark.parametrize("mode", ["luma", "rgb"])
 def test_lowlight_gain_follows_the_graph(lut_backend, mode):
     frame = scene(320, 240, scale=0.3)
-    same = LowLightEnhancer(lut_backend(1.0), gain_mode=mode)(frame)
+    legacy = LowLightParams.legacy_gain()
+    same = LowLightEnhancer(lut_backend(1.0), gain_mode=mode, params=legacy)(frame)
     assert np.abs(same.astype(int) - frame.astype(int)).max() <= 2  # identity graph → identity
-    brighter = LowLightEnhancer(lut_backend(2.5), gain_mode=mode)(frame)
+    denoised = LowLightEnhancer(lut_backend(1.0), gain_mode=mode)(frame)  # default: same, less noise
+    assert abs(denoised.astype(float).mean() / frame.astype(float).mean() - 1.0) < 0.02
+    brighter = LowLightEnhancer(lut_backend(2.5), gain_mode=mode, params=legacy)(frame)
     ratio = brighter.astype(float).mean() / frame.astype(float).mean()
     assert 2.0 < ratio < 2.8
 

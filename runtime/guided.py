@@ -20,8 +20,9 @@ def _expand(guide: np.ndarray, p: np.ndarray) -> np.ndarray:
     return guide[..., None] if p.ndim == 3 else guide
 
 
-def guided_coefficients(guide: np.ndarray, p: np.ndarray, r: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Window-averaged linear coefficients (A, B) with ``q = A·I + B`` (shapes of ``p``)."""
+def guided_coefficients(guide: np.ndarray, p: np.ndarray, r: int, eps) -> tuple[np.ndarray, np.ndarray]:
+    """Window-averaged linear coefficients (A, B) with ``q = A·I + B`` (shapes of ``p``);
+    ``eps``: a scalar or an HxW map (per-pixel regularisation)."""
     if guide.ndim != 2:
         raise ValueError(f"the guide must be one channel HxW, got shape {guide.shape}")
     if p.shape[:2] != guide.shape:
@@ -34,7 +35,8 @@ def guided_coefficients(guide: np.ndarray, p: np.ndarray, r: int, eps: float) ->
     gi = _expand(guide, p)
     mi = _expand(mean_i, p)
     cov_ip = box(gi * p, r) - mi * mean_p
-    a = cov_ip / (_expand(var_i, p) + np.float32(eps))
+    eps = _expand(np.asarray(eps, np.float32), p) if np.ndim(eps) == 2 else np.float32(eps)  # scalar or HxW
+    a = cov_ip / (_expand(var_i, p) + eps)
     b = mean_p - a * mi
     return box(a, r), box(b, r)
 

@@ -13,19 +13,17 @@ Modes (``LowLightParams.mode``, ``tvrun --transfer``):
   to 0 as the input exposed by ``W`` has mean luma from ``lift[0]`` to ``lift[1]`` — a frame
   that is merely dim (it looks normal once exposed) gets the exposure and no lift, so it is
   not over-brightened or colour-shifted. (2) *denoise before brightening*: the frame's
-  noise σ is estimated (Immerkær's Laplacian-difference estimator on luma); the frame is
-  split into a base ``L`` — a self-guided filter (He et al.; luma guide, coefficients at
-  half resolution, radius ``base_radius``, ``eps = base_eps_k·σ²/4``): flat where the local
-  contrast is within the noise, edges kept — and detail ``H = frame − L``; detail is kept
-  with the local Wiener weight ``max(0, 1 − (noise_k·σ)² / box(H_luma²))`` (window
-  ``2·energy_radius+1``), so only detail that stands above the noise survives. (3)
+  noise σ is estimated (Immerkær's Laplacian-difference estimator on luma) and the frame
+  goes through a self-guided filter whose ``eps = (noise_k·σ)²`` makes it a local Wiener
+  gate: windows whose luma varies within the noise are averaged, detail that stands above
+  it is kept at full resolution (:func:`denoise`). (3)
   the gain is upsampled with the fast guided filter, guided by the *denoised* luma, and
   multiplies the denoised frame.
 - ``temporal``: as ``denoise``, after a recursive temporal filter on the frame:
   ``acc += α·(frame − acc)`` with ``α = temporal_alpha`` where the frame matches ``acc``
   and ``α → 1`` where the 5×5-averaged luma difference exceeds ``motion_k`` noise
   standard deviations (motion: no ghost); the per-pixel noise variance left in ``acc`` is
-  tracked (``v ← (1−α)²·v + α²``) and sets the spatial threshold.
+  tracked (``v ← (1−α)²·v + α²``) and sets the spatial filter's eps per pixel.
 - ``gain``: the original transfer, kept for comparison — the graph's gain map (eps 4
   grey levels, at most ×12) multiplies the raw frame, noise included.
 """
@@ -60,12 +58,8 @@ class LowLightParams:
     max_gain: float = 40.0  # the gain is clipped to [1/max_gain, max_gain]
     lift: tuple[float, float] = (0.3, 0.4)  # exposed mean luma where the shadow lift fades out
     white_pct: float = 99.9  # percentile that defines the exposure W
-    noise_k: float = 2.0  # detail is kept where its local RMS exceeds noise_k·σ
-    detail_sigma: float = 3.0  # Gaussian base: σ in pixels
-    energy_radius: int = 2  # box radius of the local detail energy
-    base: Literal["guided", "gauss"] = "guided"  # base layer: edge-aware guided filter, or a Gaussian
-    base_radius: int = 2  # guided base: box radius at half resolution (5×5 half-res pixels)
-    base_eps_k: float = 25.0  # guided base: eps = base_eps_k·σ²: flat where the local std < 5σ, edges kept
+    noise_k: float = 5.0  # detail is kept where the local luma std exceeds about noise_k·σ
+    base_radius: int = 2  # guided-filter window radius in half-resolution pixels (5×5 there)
     temporal_alpha: float = 0.25  # weight of a new frame where nothing moves (temporal mode)
     motion_k: float = 3.0  # luma change (in σ of the 5×5 mean) that counts as motion
 
@@ -76,10 +70,8 @@ class LowLightParams:
         if not (0.0 <= lo < hi <= 1.0):
             raise UserError(f"bad lift range {self.lift}: need 0 <= low < high <= 1 (mean luma)")
         self.lift = (lo, hi)
-        if self.noise_k < 0 or self.detail_sigma <= 0 or self.energy_radius < 0:
-            raise UserError("noise_k must be >= 0, detail_sigma > 0, energy_radius >= 0")
-        if self.base not in ("guided", "gauss") or self.base_radius < 1 or self.base_eps_k <= 0:
-            raise UserError("base must be guided or gauss, base_radius >= 1, base_eps_k > 0")
+        if self.noise_k < 0 or self.base_radius < 1:
+            raise UserError("noise_k must be >= 0 and base_radius >= 1")
         if not (0.0 < self.temporal_alpha <= 1.0) or self.motion_k <= 0:
             raise UserError("temporal_alpha must be in (0, 1] and motion_k > 0")
         if self.max_gain < 1 or self.eps <= 0 or not (50.0 <= self.white_pct <= 100.0):
@@ -153,55 +145,31 @@ def limit_lift(gain: np.ndarray, w: float, t: float) -> np.ndarray:
     return (np.float32(w) * np.power(gain * np.float32(1.0 / w), np.float32(t))).astype(np.float32)
 
 
-def detail_denoise(frame: np.ndarray, noise_var: float | np.ndarray, p: LowLightParams,
-                   grey: np.ndarray | None = None, bufs: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Base + noise-gated detail of a float32 HxWx3 frame in [0,1].
+def denoise(frame: np.ndarray, grey: np.ndarray, noise_var: float | np.ndarray, p: LowLightParams,
+            bufs: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Edge-aware denoise of a float32 HxWx3 frame in [0,1] (``grey``: its luma, HxW).
 
-    ``noise_var``: the luma noise variance σ² (frame units), a scalar or an HxW map;
-    ``grey``: the frame's luma if already computed. The base is the self-guided filter
-    (``base="guided"``) or a Gaussian of σ = ``detail_sigma`` (``"gauss"``), both computed
-    at half resolution (4× fewer pixels); the detail
-    ``frame − base`` is kept with one local Wiener weight per pixel,
-    ``max(0, 1 − τ²/box(detail_luma²))`` with ``τ = noise_k·σ``, for all three channels —
-    where only noise is left, colour grain goes too. ``bufs``: a dict kept by the caller;
-    the full-resolution arrays are reused from it (the results then live there).
-    Returns (denoised HxWx3, its luma HxW), both float32."""
+    A self-guided filter (He, Sun & Tang): per window of ``(2·base_radius+1)²`` half-resolution
+    pixels, ``q = a·luma + b`` with ``a = cov/(var + eps)``, ``eps = (noise_k·σ_half)²`` —
+    a local Wiener gate: where the window's luma varies no more than the noise, ``a ≈ 0`` and
+    the output is the window mean (noise and colour grain averaged away); where it varies
+    well above it (edges, texture), ``a ≈ 1`` and the full-resolution luma detail is kept.
+    Coefficients at half resolution (4× fewer pixels; σ_half² = σ²/4 there), applied at full
+    resolution. ``noise_var``: σ² of the luma noise, a scalar or an HxW map (temporal mode).
+    ``bufs``: a dict kept by the caller whose buffers are reused. Returns (denoised HxWx3,
+    its luma HxW), float32."""
     h, w = frame.shape[:2]
-    b1 = lambda name: reuse_buffer(bufs, name, (h, w))  # noqa: E731
-    b3 = lambda name: reuse_buffer(bufs, name, (h, w, 3))  # noqa: E731
-    if grey is None:
-        grey = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY, dst=b1("grey"))
-    if p.base == "guided" and min(h, w) >= 32:
-        small = cv2.resize(frame, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-        small_grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-        var0 = float(np.mean(noise_var)) / 4.0  # a 2×2 mean has a quarter of the variance
-        eps = max(p.base_eps_k * var0, 1e-6)  # floor: a noise-free frame (σ = 0) stays defined
-        base = fast_guided_upsample(small_grey, small, grey, p.base_radius, eps, bufs)
-    elif min(h, w) >= 32:
-        small = cv2.resize(frame, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-        small = cv2.GaussianBlur(small, (0, 0), p.detail_sigma / 2)
-        base = cv2.resize(small, (w, h), dst=b3("base"), interpolation=cv2.INTER_LINEAR)
+    if min(h, w) < 4:
+        return frame, grey
+    small = cv2.resize(frame, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    small_grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+    k2 = np.float32(p.noise_k**2 / 4.0)  # a 2×2 mean has a quarter of the variance
+    if np.isscalar(noise_var):
+        eps: float | np.ndarray = max(float(noise_var) * float(k2), 1e-6)  # σ = 0 stays defined
     else:
-        base = cv2.GaussianBlur(frame, (0, 0), p.detail_sigma)
-    base_grey = cv2.cvtColor(base, cv2.COLOR_BGR2GRAY, dst=b1("base_grey"))
-    detail_grey = cv2.subtract(grey, base_grey, dst=b1("detail_grey"))
-    energy = cv2.multiply(detail_grey, detail_grey, dst=b1("energy"))
-    if p.energy_radius > 0:
-        k = 2 * p.energy_radius + 1
-        energy = cv2.blur(energy, (k, k), dst=energy, borderType=cv2.BORDER_REFLECT)
-    cv2.max(energy, 1e-12, dst=energy)
-    tau2 = noise_var * np.float32(p.noise_k**2)
-    if np.isscalar(tau2):
-        keep = cv2.divide(float(tau2), energy, dst=b1("keep"))
-    else:
-        keep = cv2.divide(tau2.astype(np.float32, copy=False), energy, dst=b1("keep"))
-    cv2.subtract(1.0, keep, dst=keep)
-    cv2.max(keep, 0.0, dst=keep)
-    detail = cv2.subtract(frame, base, dst=b3("detail"))
-    cv2.multiply(detail, cv2.merge([keep, keep, keep], dst=b3("keep3")), dst=detail)
-    out = cv2.add(base, detail, dst=b3("out"))
-    cv2.multiply(keep, detail_grey, dst=detail_grey)
-    return out, cv2.add(base_grey, detail_grey, dst=base_grey)
+        eps = np.maximum(cv2.resize(noise_var, (w // 2, h // 2), interpolation=cv2.INTER_AREA) * k2, 1e-6)
+    out = fast_guided_upsample(small_grey, small, grey, p.base_radius, eps, bufs)
+    return out, cv2.cvtColor(out, cv2.COLOR_BGR2GRAY, dst=reuse_buffer(bufs, "grey_out", (h, w)))
 
 
 class TemporalFilter:

@@ -30,7 +30,7 @@ import numpy as np
 
 from runtime.backends import Backend
 from runtime.guided import fast_guided_upsample, reuse_buffer
-from runtime.lowlight import LowLightParams, TemporalFilter, detail_denoise, estimate_noise, exposure_split, limit_lift
+from runtime.lowlight import LowLightParams, TemporalFilter, denoise, estimate_noise, exposure_split, limit_lift
 from taskvec.errors import UserError
 
 GainMode = Literal["luma", "rgb"]
@@ -246,7 +246,9 @@ class LowLightEnhancer(Predictor):
         if p.mode == "temporal":
             f, v = self.temporal.update(f, sigma)
             var, grey = v * np.float32(sigma * sigma), None
-        return detail_denoise(f, var, p, grey, self._dn_bufs)
+        if grey is None:
+            grey = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
+        return denoise(f, grey, var, p, self._dn_bufs)
 
     def postprocess(self, frame: np.ndarray, out: np.ndarray | None, ctx: _LowLightCtx) -> np.ndarray:
         if out is None:

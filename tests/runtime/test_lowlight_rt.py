@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from runtime.backends import BackendBase
-from runtime.lowlight import (LowLightParams, TemporalFilter, detail_denoise, estimate_noise, exposure_split,
-                              lowlight_params)
+from runtime.lowlight import LowLightParams, TemporalFilter, denoise, estimate_noise, exposure_split, lowlight_params
 from runtime.predictor import LowLightEnhancer
 from taskvec.errors import UserError
 
@@ -51,16 +50,21 @@ def test_noise_estimate_follows_the_noise():
     assert estimate_noise(clean) < 0.004  # edges and ramps are not mistaken for noise
 
 
-def test_detail_denoise_removes_noise_and_keeps_edges():
+def grey_of(x: np.ndarray) -> np.ndarray:
+    return (x[..., 0] * 0.114 + x[..., 1] * 0.587 + x[..., 2] * 0.299).astype(np.float32)
+
+
+def test_denoise_removes_noise_and_keeps_edges():
     clean = smooth_scene()
     rng = np.random.default_rng(2)
     sigma = 0.04
     noisy = (clean + rng.normal(0, sigma, clean.shape)).astype(np.float32)
-    out, _ = detail_denoise(noisy, sigma * sigma, LowLightParams())
+    out, grey = denoise(noisy, grey_of(noisy), (0.55 * sigma) ** 2, LowLightParams())  # luma σ of RGB noise
+    assert np.allclose(grey, grey_of(out), atol=2e-3)
     assert rmse(out, clean) < 0.55 * rmse(noisy, clean)
     step = np.zeros((64, 64, 3), np.float32)
     step[:, 32:] = 0.6
-    sharp, _ = detail_denoise(step + 0.2, 1e-4, LowLightParams())
+    sharp, _ = denoise(step + 0.2, grey_of(step + 0.2), 1e-4, LowLightParams())
     assert sharp[:, 34].mean() - sharp[:, 29].mean() > 0.5  # a 0.6 step well above the noise stays sharp
 
 

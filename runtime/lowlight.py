@@ -16,9 +16,10 @@ Modes (``LowLightParams.mode``, ``tvrun --transfer``):
   noise σ is estimated (Immerkær's Laplacian-difference estimator on luma) and the frame
   goes through a self-guided filter whose ``eps = (noise_k·σ)²`` makes it a local Wiener
   gate: windows whose luma varies within the noise are averaged, detail that stands above
-  it is kept at full resolution (:func:`denoise`). (3)
-  the gain is upsampled with the fast guided filter, guided by the *denoised* luma, and
-  multiplies the denoised frame.
+  it is kept at full resolution (:func:`denoise_coefficients`). (3) the gain is brought to
+  half resolution with the fast guided filter, guided by the *denoised* luma, and folded
+  into the filter's coefficients, so one full-resolution pass denoises and brightens
+  (:func:`denoise_and_gain`).
 - ``temporal``: as ``denoise``, after a recursive temporal filter on the frame:
   ``acc += α·(frame − acc)`` with ``α = temporal_alpha`` where the frame matches ``acc``
   and ``α → 1`` where the 5×5-averaged luma difference exceeds ``motion_k`` noise
@@ -31,12 +32,12 @@ Modes (``LowLightParams.mode``, ``tvrun --transfer``):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Literal
+from typing import Callable, Literal
 
 import cv2
 import numpy as np
 
-from runtime.guided import fast_guided_upsample, reuse_buffer
+from runtime.guided import guided_coefficients, reuse_buffer
 from taskvec.errors import UserError
 
 TransferMode = Literal["denoise", "temporal", "gain"]
@@ -145,31 +146,68 @@ def limit_lift(gain: np.ndarray, w: float, t: float) -> np.ndarray:
     return (np.float32(w) * np.power(gain * np.float32(1.0 / w), np.float32(t))).astype(np.float32)
 
 
-def denoise(frame: np.ndarray, grey: np.ndarray, noise_var: float | np.ndarray, p: LowLightParams,
-            bufs: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Edge-aware denoise of a float32 HxWx3 frame in [0,1] (``grey``: its luma, HxW).
+def denoise_coefficients(frame: np.ndarray, noise_var: float | np.ndarray, p: LowLightParams
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The edge-aware denoise of a float32 HxWx3 frame in [0,1], as half-resolution
+    guided-filter coefficients: (A, B, half-resolution luma), ``denoised = A·luma + B``.
 
     A self-guided filter (He, Sun & Tang): per window of ``(2·base_radius+1)²`` half-resolution
     pixels, ``q = a·luma + b`` with ``a = cov/(var + eps)``, ``eps = (noise_k·σ_half)²`` —
     a local Wiener gate: where the window's luma varies no more than the noise, ``a ≈ 0`` and
     the output is the window mean (noise and colour grain averaged away); where it varies
-    well above it (edges, texture), ``a ≈ 1`` and the full-resolution luma detail is kept.
-    Coefficients at half resolution (4× fewer pixels; σ_half² = σ²/4 there), applied at full
-    resolution. ``noise_var``: σ² of the luma noise, a scalar or an HxW map (temporal mode).
-    ``bufs``: a dict kept by the caller whose buffers are reused. Returns (denoised HxWx3,
-    its luma HxW), float32."""
+    well above it (edges, texture), ``a ≈ 1`` and the luma detail is kept. Computed at half
+    resolution (4× fewer pixels; σ_half² = σ²/4 there) and applied to the full-resolution
+    luma. ``noise_var``: σ² of the luma noise, a scalar or an HxW map (temporal mode)."""
     h, w = frame.shape[:2]
-    if min(h, w) < 4:
-        return frame, grey
-    small = cv2.resize(frame, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    hw = (max(1, w // 2), max(1, h // 2))
+    small = cv2.resize(frame, hw, interpolation=cv2.INTER_AREA)
     small_grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
     k2 = np.float32(p.noise_k**2 / 4.0)  # a 2×2 mean has a quarter of the variance
     if np.isscalar(noise_var):
         eps: float | np.ndarray = max(float(noise_var) * float(k2), 1e-6)  # σ = 0 stays defined
     else:
-        eps = np.maximum(cv2.resize(noise_var, (w // 2, h // 2), interpolation=cv2.INTER_AREA) * k2, 1e-6)
-    out = fast_guided_upsample(small_grey, small, grey, p.base_radius, eps, bufs)
-    return out, cv2.cvtColor(out, cv2.COLOR_BGR2GRAY, dst=reuse_buffer(bufs, "grey_out", (h, w)))
+        eps = np.maximum(cv2.resize(noise_var, hw, interpolation=cv2.INTER_AREA) * k2, 1e-6)
+    a, b = guided_coefficients(small_grey, small, min(p.base_radius, max(1, min(hw) // 2 - 1)), eps)
+    return a, b, small_grey
+
+
+def denoise(frame: np.ndarray, grey: np.ndarray, noise_var: float | np.ndarray, p: LowLightParams
+            ) -> np.ndarray:
+    """:func:`denoise_coefficients` applied at full resolution (``grey``: the frame's luma):
+    the denoised float32 HxWx3 frame, without any gain."""
+    a, b, _ = denoise_coefficients(frame, noise_var, p)
+    return apply_coefficients(a, b, grey, 1.0)
+
+
+def apply_coefficients(a: np.ndarray, b: np.ndarray, grey: np.ndarray, scale: float,
+                       bufs: dict | None = None, dtype: int = cv2.CV_32F) -> np.ndarray:
+    """``scale·(up(A)·grey + up(B))`` at the resolution of ``grey`` (HxW), bilinear ``up``;
+    HxWx3 of ``dtype`` (CV_8U saturates and rounds). ``bufs``: buffers reused between frames."""
+    h, w = grey.shape
+    shape = (h, w, 3)
+    big_a = cv2.resize(a, (w, h), dst=reuse_buffer(bufs, "A", shape), interpolation=cv2.INTER_LINEAR)
+    g3 = cv2.merge([grey, grey, grey], dst=reuse_buffer(bufs, "G3", shape))
+    cv2.multiply(big_a, g3, dst=big_a, scale=scale)
+    if scale != 1.0:
+        b = cv2.multiply(b, scale)  # at low resolution: cheaper than scaling big_b
+    big_b = cv2.resize(b, (w, h), dst=reuse_buffer(bufs, "B", shape), interpolation=cv2.INTER_LINEAR)
+    return cv2.add(big_a, big_b, dtype=dtype)
+
+
+def denoise_and_gain(frame: np.ndarray, grey: np.ndarray, noise_var: float | np.ndarray, p: LowLightParams,
+                     gain_at: Callable[[np.ndarray], np.ndarray], bufs: dict | None = None) -> np.ndarray:
+    """The ``denoise``/``temporal`` output: uint8 HxWx3 BGR.
+
+    The gain multiplies the denoised frame, ``gain·(A·luma + B) = (gain·A)·luma + gain·B``;
+    the gain is smooth, so it is taken at half resolution — ``gain_at(denoised luma at half
+    resolution)`` returns it there (HxW or HxWx3, snapped to that luma's edges) — and folded
+    into the coefficients: one full-resolution pass for denoise and gain together."""
+    a, b, small_grey = denoise_coefficients(frame, noise_var, p)
+    denoised_grey = cv2.cvtColor(cv2.add(cv2.multiply(a, cv2.merge([small_grey] * 3)), b), cv2.COLOR_BGR2GRAY)
+    gain = gain_at(denoised_grey)
+    if gain.ndim == 2:
+        gain = cv2.merge([gain, gain, gain])
+    return apply_coefficients(cv2.multiply(a, gain), cv2.multiply(b, gain), grey, 255.0, bufs, cv2.CV_8U)
 
 
 class TemporalFilter:

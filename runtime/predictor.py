@@ -30,7 +30,7 @@ import numpy as np
 
 from runtime.backends import Backend
 from runtime.guided import fast_guided_upsample, reuse_buffer
-from runtime.lowlight import LowLightParams, TemporalFilter, denoise, estimate_noise, exposure_split, limit_lift
+from runtime.lowlight import LowLightParams, TemporalFilter, denoise_and_gain, estimate_noise, exposure_split, limit_lift
 from taskvec.errors import UserError
 
 GainMode = Literal["luma", "rgb"]
@@ -175,7 +175,6 @@ class LowLightEnhancer(Predictor):
         self.last: dict[str, float] = {}  # per-frame diagnostics: noise σ (grey levels), W, t
         self._geom: tuple | None = None
         self._bufs: dict[str, np.ndarray] = {}  # full-resolution float buffers, reused per frame
-        self._dn_bufs: dict[str, np.ndarray] = {}
 
     def _geometry(self, w: int, h: int):
         key = (w, h)
@@ -232,33 +231,30 @@ class LowLightEnhancer(Predictor):
             gain[y0:y1, x0:x1] += g * (wt if g.ndim == 2 else wt[..., None])
         return gain
 
-    def clean(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(the frame the gain multiplies, its luma): float32 [0,1], denoised unless the mode
-        is ``gain``."""
-        p = self.params
-        grey = luma(frame)
-        f = cv2.multiply(frame, 1.0 / 255.0, dst=reuse_buffer(self._bufs, "f", frame.shape), dtype=cv2.CV_32F)
-        if p.mode == "gain":
-            return f, grey
-        sigma = estimate_noise(grey)
-        self.last["noise"] = sigma * 255.0
-        var: float | np.ndarray = sigma * sigma
-        if p.mode == "temporal":
-            f, v = self.temporal.update(f, sigma)
-            var, grey = v * np.float32(sigma * sigma), None
-        if grey is None:
-            grey = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
-        return denoise(f, grey, var, p, self._dn_bufs)
-
     def postprocess(self, frame: np.ndarray, out: np.ndarray | None, ctx: _LowLightCtx) -> np.ndarray:
         if out is None:
             return frame
+        p = self.params
         gain = self.gain_map(ctx, out)
-        base, guide = self.clean(frame)
-        full = fast_guided_upsample(luma(ctx.work), gain, guide, self.radius, self.gf_eps, self._bufs)
-        if full.ndim == 2:
-            full = cv2.merge([full] * 3, dst=reuse_buffer(self._bufs, "g3", (*full.shape, 3)))
-        return cv2.multiply(base, full, scale=255.0, dtype=cv2.CV_8U)
+        grey = luma(frame)
+        guide_low = luma(ctx.work)
+        if p.mode == "gain":  # the gain map on the raw frame, snapped to its full-resolution edges
+            full = fast_guided_upsample(guide_low, gain, grey, self.radius, self.gf_eps, self._bufs)
+            if full.ndim == 2:
+                full = cv2.merge([full] * 3, dst=reuse_buffer(self._bufs, "g3", (*full.shape, 3)))
+            return cv2.multiply(frame, full, dtype=cv2.CV_8U)
+        sigma = estimate_noise(grey)
+        self.last["noise"] = sigma * 255.0
+        f = cv2.multiply(frame, 1.0 / 255.0, dst=reuse_buffer(self._bufs, "f", frame.shape), dtype=cv2.CV_32F)
+        var: float | np.ndarray = sigma * sigma
+        if p.mode == "temporal":
+            f, v = self.temporal.update(f, sigma)
+            var, grey = v * np.float32(sigma * sigma), cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
+
+        def gain_at(half_grey: np.ndarray) -> np.ndarray:
+            return fast_guided_upsample(guide_low, gain, half_grey, self.radius, self.gf_eps)
+
+        return denoise_and_gain(f, grey, var, p, gain_at, self._bufs)
 
 
 # ---------------------------------------------------------------------------------------

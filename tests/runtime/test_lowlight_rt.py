@@ -59,12 +59,11 @@ def test_denoise_removes_noise_and_keeps_edges():
     rng = np.random.default_rng(2)
     sigma = 0.04
     noisy = (clean + rng.normal(0, sigma, clean.shape)).astype(np.float32)
-    out, grey = denoise(noisy, grey_of(noisy), (0.55 * sigma) ** 2, LowLightParams())  # luma σ of RGB noise
-    assert np.allclose(grey, grey_of(out), atol=2e-3)
+    out = denoise(noisy, grey_of(noisy), (0.55 * sigma) ** 2, LowLightParams())  # luma σ of RGB noise
     assert rmse(out, clean) < 0.55 * rmse(noisy, clean)
     step = np.zeros((64, 64, 3), np.float32)
     step[:, 32:] = 0.6
-    sharp, _ = denoise(step + 0.2, grey_of(step + 0.2), 1e-4, LowLightParams())
+    sharp = denoise(step + 0.2, grey_of(step + 0.2), 1e-4, LowLightParams())
     assert sharp[:, 34].mean() - sharp[:, 29].mean() > 0.5  # a 0.6 step well above the noise stays sharp
 
 

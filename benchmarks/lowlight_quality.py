@@ -178,7 +178,8 @@ def to_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_picture(images: dict[str, np.ndarray], path: str | Path, crop: tuple[int, int, int] = (300, 170, 120)) -> Path:
+def write_picture(images: dict[str, np.ndarray], path: str | Path,
+                  crop: tuple[int, int, int] = (300, 170, 120)) -> Path:
     """Row 1: dark input | gain map | new default | clean (half size); row 2: the same
     ``crop`` (x, y, side) of each, enlarged 2× (nearest) so the noise shows."""
     names = ["dark input", "tvrun gain", "tvrun denoise", "clean"]

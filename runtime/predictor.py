@@ -30,7 +30,8 @@ import numpy as np
 
 from runtime.backends import Backend
 from runtime.guided import fast_guided_upsample, reuse_buffer
-from runtime.lowlight import LowLightParams, TemporalFilter, denoise_and_gain, estimate_noise, exposure_split, limit_lift
+from runtime.lowlight import (LowLightParams, TemporalFilter, denoise_and_gain, estimate_noise, exposure_split,
+                              limit_lift)
 from taskvec.errors import UserError
 
 GainMode = Literal["luma", "rgb"]

@@ -65,6 +65,7 @@ class BenchConfig:
     source: str | None = None  # default sample:<task>
     frames: int = 100  # end-to-end frames; 0 skips end-to-end
     workdir: str | None = None  # exported graphs / engines (reused when they match); default a temp dir
+    transfer: str = "denoise"  # low-light end to end: runtime.lowlight mode (denoise | temporal | gain)
 
 
 def available() -> dict[str, str]:
@@ -78,6 +79,9 @@ def check_config(cfg: BenchConfig) -> list[str]:
     from taskvec.tasks import get_task
 
     get_task(cfg.task)
+    from runtime.lowlight import LowLightParams
+
+    LowLightParams.from_options(cfg.transfer)  # UserError for an unknown mode
     have = available()
     unknown = [b for b in cfg.backends if b not in BACKENDS]
     if unknown:
@@ -344,6 +348,7 @@ def end_to_end(cfg: BenchConfig, backend: str, precision: str, model, tv, onnx: 
     (headless, batch 1). Per-frame latency = capture + preprocess + infer + postprocess +
     output of that frame (queueing excluded); FPS = frames / wall time."""
     from runtime.pipeline import run
+    from runtime.lowlight import LowLightParams
     from runtime.predictor import make_predictor
     from runtime.sinks import SinkError
     from runtime.sources import SourceError, open_source
@@ -357,7 +362,8 @@ def end_to_end(cfg: BenchConfig, backend: str, precision: str, model, tv, onnx: 
             raise UserError(str(e)) from None
         w, h = src.size
         rect = (w * 5 // 12, h * 5 // 12, max(8, w // 6), max(8, h // 6)) if cfg.task == "inpainting" else None
-        predictor = make_predictor(cfg.task, be, rect=rect)
+        lowlight = LowLightParams.from_options(cfg.transfer) if cfg.task == "lowlight" else None
+        predictor = make_predictor(cfg.task, be, rect=rect, lowlight=lowlight)
         dummy = np.zeros((1, 111, 111, 3), np.uint8)
         for _ in range(max(1, cfg.warmup)):
             be.infer(dummy)
@@ -384,6 +390,7 @@ def end_to_end(cfg: BenchConfig, backend: str, precision: str, model, tv, onnx: 
     row.update(fps=round(stats.fps, 2), stages_ms={k: {q: round(v, 3) for q, v in s.items()}
                                                  for k, s in stats.stages_ms.items()},
                source=uri, source_detail=stats.source, resolution=stats.resolution, dropped=stats.dropped,
+               transfer=cfg.transfer if cfg.task == "lowlight" else None,
                energy_mj_per_frame=_energy(power, t0, t1, stats.frames))
     return row, per_frame
 

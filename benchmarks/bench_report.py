@@ -142,7 +142,8 @@ def to_markdown(report: dict) -> str:
         for r in e2e:
             lat = r["latency_ms"]
             cells = " | ".join(_f(r["stages_ms"].get(s, {}).get("p50")) for s in stages)
-            lines.append(f"| {r['runner']} | {r['precision']} | {r['source']} {r['resolution'][0]}x{r['resolution'][1]} "
+            src = r["source"] + (f" (--transfer {r['transfer']})" if r.get("transfer") else "")
+            lines.append(f"| {r['runner']} | {r['precision']} | {src} {r['resolution'][0]}x{r['resolution'][1]} "
                          f"| {r['iterations']} | {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} "
                          f"| {r['fps']:.1f} | {cells} |")
     lines += ["", "## Ratios (p50 latency, this run; A / B < 1 means A is faster)", "", "| comparison | ratio |",

@@ -49,6 +49,8 @@ def split_list(text: str | None, kind=str, name: str = "value") -> tuple:
 @click.option("--source", default=None, metavar="URI", help="end-to-end source [default: sample:<task>]")
 @click.option("--frames", type=click.IntRange(min=0), default=100, show_default=True,
               help="end-to-end frames (0 skips the end-to-end run)")
+@click.option("--transfer", type=click.Choice(("denoise", "temporal", "gain")), default="denoise", show_default=True,
+              help="low-light end to end: tvrun's full-resolution transfer (tvrun --help)")
 @click.option("--workdir", default=None, metavar="DIR",
               help="keep exported graphs/engines here and reuse them [default: a temp folder]")
 @click.option("--json", "json_path", default=None, metavar="FILE", help="write the JSON report")
@@ -56,7 +58,7 @@ def split_list(text: str | None, kind=str, name: str = "value") -> tuple:
 @click.option("--plot", "plot_path", default=None, metavar="PNG", help="write a latency histogram")
 @cli_errors
 def main(task, model, backends, precisions, batches, iters, duration, min_iters, warmup, cuda_graphs, source, frames,
-         workdir, json_path, md_path, plot_path) -> None:
+         transfer, workdir, json_path, md_path, plot_path) -> None:
     """Benchmark a task's graphs: graph-only latency per backend/precision/batch (task-vector
     vs in-context, answer-cell vs full-canvas decode), end-to-end through the tvrun pipeline,
     GMAC per frame and % of the measured matrix-product peak. All comparisons are p50 ratios
@@ -68,7 +70,7 @@ def main(task, model, backends, precisions, batches, iters, duration, min_iters,
     cfg = BenchConfig(task=task, model=model, backends=split_list(backends, str, "backend"),
                       precisions=split_list(precisions, str, "precision"), batches=split_list(batches, int, "batch"),
                       iters=iters, duration_s=duration, min_iters=min_iters, warmup=warmup, cuda_graphs=cuda_graphs,
-                      source=source, frames=frames, workdir=workdir)
+                      source=source, frames=frames, workdir=workdir, transfer=transfer)
     report = run_benchmark(cfg, log=lambda s: print(s, file=sys.stderr))
     if json_path:
         write_json(report, json_path)

@@ -30,6 +30,8 @@ Examples:
   tvrun --source clip.mp4 --task lowlight --output out/bright.mp4 --headless --tiles 2x2
   tvrun --source rtsp://user:pw@10.0.0.7:8554/cam --task lowlight --onnx lowlight.onnx
   tvrun --source sample:inpainting --task inpainting --mask-rect 280,200,80,60 --headless --output out/fill.mp4
+  tvrun --camera 0 --task lowlight --transfer temporal --noise-k 2.5
+                                       static camera: average over frames where nothing moves
   tvrun --camera 0 --task inpainting   draw the hole with the left mouse button, right button clears
 """
 
@@ -143,10 +145,24 @@ def check_graph_options(task: str, engine: str | None, onnx: str | None, backend
 @click.option("--tiles", default=None, metavar="RxC", help="low-light: run RxC overlapping full-resolution tiles")
 @click.option("--gain", "gain_mode", type=click.Choice(("luma", "rgb")), default="rgb", show_default=True,
               help="low-light: one gain per channel (carries the colour correction; +3.5 dB on the sample clip) or one for all channels (about 2 ms faster)")
+@click.option("--transfer", type=click.Choice(("denoise", "temporal", "gain")), default="denoise", show_default=True,
+              help="low-light: how the 111x111 answer reaches full resolution. denoise: exposure limited to the "
+                   "input's darkness, detail kept only above the estimated noise, then the gain map; temporal: "
+                   "the same after a motion-masked recursive average over frames (video); gain: the old gain map "
+                   "on the raw frame (noise amplified)")
+@click.option("--noise-k", type=click.FloatRange(min=0), default=None, metavar="K",
+              help="low-light denoise/temporal: keep detail whose local RMS exceeds K x the noise sigma [2.0]; "
+                   "higher = smoother")
+@click.option("--lift", default=None, metavar="LO,HI",
+              help="low-light denoise/temporal: the graph's shadow lift is kept in full while the frame, exposed "
+                   "to its white point, has mean luma <= LO, and dropped from mean luma HI on [0.3,0.4]")
+@click.option("--temporal-alpha", type=click.FloatRange(min=0, max=1, min_open=True), default=None, metavar="A",
+              help="low-light temporal: weight of each new frame where nothing moves [0.25]")
 @click.option("--before-after", default=None, metavar="PNG", help="write one input|output frame side by side")
 @click.option("--cache-dir", default=None, metavar="DIR", help="where exported graphs are cached (~/.cache/taskvec)")
 def main(camera, source, task, engine, onnx, model, taskvec, backend, headless, output, overlay, frames, loop,
-         stats_path, mask, mask_rect, tiles, gain_mode, before_after, cache_dir, reconnect) -> None:
+         stats_path, mask, mask_rect, tiles, gain_mode, transfer, noise_k, lift, temporal_alpha, before_after, cache_dir,
+         reconnect) -> None:
     """Run a task-vector filter on live video: source → graph → window/file.
 
     Prints which backend it picked and why, and at the end one line with frames, FPS,
@@ -154,12 +170,14 @@ def main(camera, source, task, engine, onnx, model, taskvec, backend, headless, 
     return run_cli(camera=camera, source=source, task=task, engine=engine, onnx=onnx, model=model,
                      taskvec=taskvec, backend=backend, headless=headless, output=output, overlay=overlay,
                      frames=frames, loop=loop, stats_path=stats_path, mask=mask, mask_rect=mask_rect, tiles=tiles,
-                     gain_mode=gain_mode, before_after=before_after, cache_dir=cache_dir, reconnect=reconnect)
+                     gain_mode=gain_mode, before_after=before_after, cache_dir=cache_dir, reconnect=reconnect,
+                     transfer=transfer, noise_k=noise_k, lift=lift, temporal_alpha=temporal_alpha)
 
 
 def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="tiny", taskvec=None, backend="auto",
             headless=False, output=None, overlay=False, frames=None, loop=False, stats_path=None, mask=None,
-            mask_rect=None, tiles=None, gain_mode="rgb", before_after=None, cache_dir=None, reconnect=0) -> int:
+            mask_rect=None, tiles=None, gain_mode="rgb", before_after=None, cache_dir=None, reconnect=0,
+            transfer="denoise", noise_k=None, lift=None, temporal_alpha=None) -> int:
     """The command as a function: 0 on success, 2 for bad input, 1 when a source fails mid-run."""
     from runtime.sinks import SinkError
     from runtime.sources import SourceError
@@ -183,6 +201,7 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
         if engine and onnx:
             raise UserError("give --engine or --onnx, not both")
         check_graph_options(task, engine, onnx, backend)
+        from runtime.lowlight import lowlight_params
         from runtime.predictor import make_predictor, parse_rect, parse_tiles, read_mask
 
         if output is not None:
@@ -190,6 +209,7 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
 
             check_output_path(output)
         tile_rc = parse_tiles(tiles)
+        lowlight = lowlight_params(transfer, noise_k, lift, temporal_alpha)
         rect = parse_rect(mask_rect) if mask_rect else None
         hole = read_mask(mask) if mask else None
     except (UserError, ValueError, SinkError) as e:
@@ -221,7 +241,8 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
             return err(one_line(e), 2)
         with be:
             print(f"backend: {be.name} — {be.reason}", flush=True)  # stdout: stderr is for the error line
-            predictor = make_predictor(task, be, tiles=tile_rc, mask=hole, rect=rect, gain_mode=gain_mode)
+            predictor = make_predictor(task, be, tiles=tile_rc, mask=hole, rect=rect, gain_mode=gain_mode,
+                                       lowlight=lowlight)
             stats = run(src, predictor, backend_name=be.name, output=output, headless=headless, overlay=overlay,
                         frames=frames, stats_path=stats_path, before_after=before_after, loop=loop,
                         reconnect=reconnect if src.is_live else 0,

@@ -20,8 +20,9 @@ def _expand(guide: np.ndarray, p: np.ndarray) -> np.ndarray:
     return guide[..., None] if p.ndim == 3 else guide
 
 
-def guided_coefficients(guide: np.ndarray, p: np.ndarray, r: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Window-averaged linear coefficients (A, B) with ``q = A·I + B`` (shapes of ``p``)."""
+def guided_coefficients(guide: np.ndarray, p: np.ndarray, r: int, eps) -> tuple[np.ndarray, np.ndarray]:
+    """Window-averaged linear coefficients (A, B) with ``q = A·I + B`` (shapes of ``p``);
+    ``eps``: a scalar or an HxW map (per-pixel regularisation)."""
     if guide.ndim != 2:
         raise ValueError(f"the guide must be one channel HxW, got shape {guide.shape}")
     if p.shape[:2] != guide.shape:
@@ -29,13 +30,17 @@ def guided_coefficients(guide: np.ndarray, p: np.ndarray, r: int, eps: float) ->
     guide = guide.astype(np.float32, copy=False)
     p = p.astype(np.float32, copy=False)
     mean_i = box(guide, r)
-    var_i = box(guide * guide, r) - mean_i * mean_i
+    var_i = cv2.subtract(box(cv2.multiply(guide, guide), r), cv2.multiply(mean_i, mean_i))
+    var_i = cv2.add(var_i, eps if np.ndim(eps) == 0 else np.asarray(eps, np.float32))
+    if p.ndim == 3:  # cv2 arithmetic on HxWxC: numpy broadcasting is several times slower
+        c = p.shape[2]
+        gi, mi, vi = (cv2.merge([x] * c) for x in (guide, mean_i, var_i))
+    else:
+        gi, mi, vi = guide, mean_i, var_i
     mean_p = box(p, r)
-    gi = _expand(guide, p)
-    mi = _expand(mean_i, p)
-    cov_ip = box(gi * p, r) - mi * mean_p
-    a = cov_ip / (_expand(var_i, p) + np.float32(eps))
-    b = mean_p - a * mi
+    cov_ip = cv2.subtract(box(cv2.multiply(gi, p), r), cv2.multiply(mi, mean_p))
+    a = cv2.divide(cov_ip, vi)
+    b = cv2.subtract(mean_p, cv2.multiply(a, mi))
     return box(a, r), box(b, r)
 
 

@@ -7,10 +7,10 @@ full resolution), timed as separate stages when a :class:`~runtime.timing.StageT
 passed to ``__call__``.
 
 - :class:`LowLightEnhancer`: the graph sees the frame at 111×111; its correction comes back
-  as a gain map ``(out+eps)/(in+eps)`` — smoothed, upsampled with a fast guided filter
-  that snaps it to the full-resolution edges — and multiplies the full-resolution frame,
-  so detail is kept. ``tiles=(R, C)`` runs R·C overlapping tiles in one batch and blends
-  their gain maps.
+  as a gain map ``(out+eps)/(in+eps)``, limited to the input's darkness, upsampled with a
+  fast guided filter and multiplied into the full-resolution frame after a noise-aware
+  denoise (modes and parameters: :mod:`runtime.lowlight`). ``tiles=(R, C)`` runs R·C
+  overlapping tiles in one batch and blends their gain maps.
 - :class:`Inpainter`: crops a square around the hole (with context), blacks the hole out
   (the model was trained on black holes), runs the graph and pastes back only the hole,
   feathered inwards. Outside the hole the output equals the input exactly.
@@ -30,6 +30,8 @@ import numpy as np
 
 from runtime.backends import Backend
 from runtime.guided import fast_guided_upsample, reuse_buffer
+from runtime.lowlight import (LowLightParams, TemporalFilter, denoise_and_gain, estimate_noise, exposure_split,
+                              limit_lift)
 from taskvec.errors import UserError
 
 GainMode = Literal["luma", "rgb"]
@@ -138,14 +140,17 @@ class _LowLightCtx:
 
 
 class LowLightEnhancer(Predictor):
-    """Full-resolution low-light enhancement through a gain map.
+    """Full-resolution low-light enhancement: the graph's answer as a gain map (see
+    :mod:`runtime.lowlight` for the modes and every parameter).
 
     ``gain = (out + eps) / (in + eps)`` at 111×111 (``gain_mode`` "luma": one gain for the
     three channels; "rgb": one per channel, so the graph's colour correction carries over),
-    clipped to [1/max_gain, max_gain], Gaussian-smoothed (``sigma`` cell pixels), brought to a
-    working resolution (≈ frame / k with k integer, ≥ 111 per tile side), snapped to the
-    frame's edges with a fast guided filter (radius ``radius`` working pixels, ``gf_eps`` in
-    luma² units) and multiplied into the full-resolution frame.
+    limited to the input's darkness (``denoise``/``temporal``), clipped to
+    [1/max_gain, max_gain], Gaussian-smoothed (``sigma`` cell pixels), brought to a working
+    resolution (≈ frame / k with k integer, ≥ 111 per tile side), snapped to the frame's
+    edges with a fast guided filter (radius ``radius`` working pixels, ``gf_eps`` in luma²
+    units) and multiplied into the full-resolution frame — denoised first, except in the
+    ``gain`` mode.
     """
 
     def __init__(
@@ -153,8 +158,7 @@ class LowLightEnhancer(Predictor):
         backend: Backend,
         tiles: tuple[int, int] = (1, 1),
         gain_mode: GainMode = "rgb",
-        eps: float = 4.0,
-        max_gain: float = 12.0,
+        params: LowLightParams | None = None,
         sigma: float = 1.0,
         radius: int = 4,
         gf_eps: float = 1e-4,
@@ -164,11 +168,12 @@ class LowLightEnhancer(Predictor):
             raise ValueError(f"gain_mode must be luma or rgb, got {gain_mode!r}")
         self.tiles = tiles
         self.gain_mode = gain_mode
-        self.eps = float(eps)
-        self.max_gain = float(max_gain)
+        self.params = params if params is not None else LowLightParams()
         self.sigma = float(sigma)
         self.radius = int(radius)
         self.gf_eps = float(gf_eps)
+        self.temporal = TemporalFilter(self.params.temporal_alpha, self.params.motion_k)
+        self.last: dict[str, float] = {}  # per-frame diagnostics: noise σ (grey levels), W, t
         self._geom: tuple | None = None
         self._bufs: dict[str, np.ndarray] = {}  # full-resolution float buffers, reused per frame
 
@@ -194,14 +199,17 @@ class LowLightEnhancer(Predictor):
         cells = np.stack([area_resize(work[y0:y1, x0:x1], (CELL, CELL)) for x0, y0, x1, y1 in boxes])
         return cells, _LowLightCtx(work, cells, boxes)
 
-    def _cell_gain(self, cell_in: np.ndarray, cell_out: np.ndarray) -> np.ndarray:
+    def _cell_gain(self, cell_in: np.ndarray, cell_out: np.ndarray, expo: tuple[float, float] | None) -> np.ndarray:
+        p = self.params
         a = cell_in.astype(np.float32)
         b = cell_out.astype(np.float32)
         if self.gain_mode == "luma":
             a = cv2.cvtColor(a, cv2.COLOR_BGR2GRAY)
             b = cv2.cvtColor(b, cv2.COLOR_BGR2GRAY)
-        gain = (b + self.eps) / (a + self.eps)
-        np.clip(gain, 1.0 / self.max_gain, self.max_gain, out=gain)
+        gain = (b + p.eps) / (a + p.eps)
+        if expo is not None:
+            gain = limit_lift(gain, *expo)
+        np.clip(gain, 1.0 / p.max_gain, p.max_gain, out=gain)
         if self.sigma > 0:
             gain = cv2.GaussianBlur(gain, (0, 0), self.sigma)
         return gain
@@ -210,23 +218,44 @@ class LowLightEnhancer(Predictor):
         """The blended gain at working resolution: HxW (luma) or HxWx3 (rgb), float32."""
         wh, ww = ctx.work.shape[:2]
         _, _, boxes, norm = self._geom
+        expo = None
+        if self.params.mode != "gain":
+            expo = exposure_split(ctx.cells, out, self.params)
+            self.last.update(W=expo[0], t=expo[1])
         if len(boxes) == 1:
-            return cv2.resize(self._cell_gain(ctx.cells[0], out[0]), (ww, wh), interpolation=cv2.INTER_LINEAR)
+            g = self._cell_gain(ctx.cells[0], out[0], expo)
+            return cv2.resize(g, (ww, wh), interpolation=cv2.INTER_LINEAR)
         shape = (wh, ww) if self.gain_mode == "luma" else (wh, ww, 3)
         gain = np.zeros(shape, np.float32)
         for (x0, y0, x1, y1), wt, cin, cout in zip(boxes, norm, ctx.cells, out):
-            g = cv2.resize(self._cell_gain(cin, cout), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
+            g = cv2.resize(self._cell_gain(cin, cout, expo), (x1 - x0, y1 - y0), interpolation=cv2.INTER_LINEAR)
             gain[y0:y1, x0:x1] += g * (wt if g.ndim == 2 else wt[..., None])
         return gain
 
     def postprocess(self, frame: np.ndarray, out: np.ndarray | None, ctx: _LowLightCtx) -> np.ndarray:
         if out is None:
             return frame
+        p = self.params
         gain = self.gain_map(ctx, out)
-        full = fast_guided_upsample(luma(ctx.work), gain, luma(frame), self.radius, self.gf_eps, self._bufs)
-        if full.ndim == 2:
-            full = cv2.merge([full] * 3, dst=reuse_buffer(self._bufs, "g3", (*full.shape, 3)))
-        return cv2.multiply(frame, full, dtype=cv2.CV_8U)
+        grey = luma(frame)
+        guide_low = luma(ctx.work)
+        if p.mode == "gain":  # the gain map on the raw frame, snapped to its full-resolution edges
+            full = fast_guided_upsample(guide_low, gain, grey, self.radius, self.gf_eps, self._bufs)
+            if full.ndim == 2:
+                full = cv2.merge([full] * 3, dst=reuse_buffer(self._bufs, "g3", (*full.shape, 3)))
+            return cv2.multiply(frame, full, dtype=cv2.CV_8U)
+        sigma = estimate_noise(grey)
+        self.last["noise"] = sigma * 255.0
+        f = cv2.multiply(frame, 1.0 / 255.0, dst=reuse_buffer(self._bufs, "f", frame.shape), dtype=cv2.CV_32F)
+        var: float | np.ndarray = sigma * sigma
+        if p.mode == "temporal":
+            f, v = self.temporal.update(f, sigma)
+            var, grey = v * np.float32(sigma * sigma), cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)
+
+        def gain_at(half_grey: np.ndarray) -> np.ndarray:
+            return fast_guided_upsample(guide_low, gain, half_grey, self.radius, self.gf_eps)
+
+        return denoise_and_gain(f, grey, var, p, gain_at, self._bufs)
 
 
 # ---------------------------------------------------------------------------------------
@@ -372,10 +401,11 @@ class Inpainter(Predictor):
 
 def make_predictor(task: str, backend: Backend, *, tiles: tuple[int, int] = (1, 1),
                    mask: np.ndarray | None = None, rect: tuple[int, int, int, int] | None = None,
-                   gain_mode: GainMode = "rgb") -> Predictor:
-    """The predictor for ``task`` (lowlight or inpainting)."""
+                   gain_mode: GainMode = "rgb", lowlight: LowLightParams | None = None) -> Predictor:
+    """The predictor for ``task`` (lowlight or inpainting); ``lowlight``: the transfer's
+    parameters (default :class:`~runtime.lowlight.LowLightParams`, the ``denoise`` mode)."""
     if task == "lowlight":
-        return LowLightEnhancer(backend, tiles=tiles, gain_mode=gain_mode)
+        return LowLightEnhancer(backend, tiles=tiles, gain_mode=gain_mode, params=lowlight)
     if task == "inpainting":
         return Inpainter(backend, mask=mask, rect=rect)
     raise UserError(f"tvrun has no predictor for task {task!r}; choose lowlight or inpainting")

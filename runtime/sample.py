@@ -34,10 +34,10 @@ def clean_path(path: str | Path) -> Path:
     return p.with_name(f"{p.stem}.clean{p.suffix}")
 
 
-def _photos_bgr() -> list[np.ndarray]:
+def _photos_bgr(split: str = "val") -> list[np.ndarray]:
     from taskvec.data import packaged_photos
 
-    photos = packaged_photos("val") or packaged_photos("all")
+    photos = packaged_photos(split) or packaged_photos("all")
     if not photos:
         raise UserError("no packaged photos found (scikit-image's sample data is missing)")
     out = []
@@ -76,6 +76,24 @@ def darken(frame: np.ndarray, seed: int, params: dict | None = None) -> np.ndarr
     return out.astype(np.uint8)
 
 
+def frame_seed(seed: int, i: int) -> int:
+    """The noise seed of frame ``i`` of a clip made with ``seed`` (see :func:`darken`)."""
+    return seed * 1_000_003 + i
+
+
+def sample_frames(frames: int = 120, size: tuple[int, int] = (640, 480), seed: int = 0, split: str = "val"):
+    """The clean frames of the demo clip (uint8 HxWx3 BGR), one by one: a slow pan and zoom
+    across each photo of ``split`` in turn (``val``: the held-out photos)."""
+    w, h = int(size[0]), int(size[1])
+    photos = _photos_bgr(split)
+    per = int(np.ceil(frames / len(photos)))
+    phases = np.random.default_rng(seed).uniform(0, 1, len(photos))
+    for i in range(frames):
+        k = min(i // per, len(photos) - 1)
+        t = (i - k * per) / max(1, per - 1)
+        yield _camera_path(photos[k], t, (w, h), float(phases[k]))
+
+
 def _writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
     fourcc = "MJPG" if path.suffix.lower() == ".avi" else "mp4v"
     w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, size)
@@ -106,22 +124,16 @@ def make_sample_clip(
     if w < 16 or h < 16 or w > 4096 or h > 4096:
         raise UserError(f"bad sample size {w}x{h}: 16..4096 pixels per side")
     path = Path(path)
-    photos = _photos_bgr()
-    per = int(np.ceil(frames / len(photos)))
-    phases = np.random.default_rng(seed).uniform(0, 1, len(photos))
     dark = task == "lowlight"
     with ExitStack() as stack:
         tmp = stack.enter_context(atomic_path(path))
         main = _writer(tmp, fps, (w, h))
         clean = _writer(stack.enter_context(atomic_path(clean_path(path))), fps, (w, h)) if dark else None
         try:
-            for i in range(frames):
-                k = min(i // per, len(photos) - 1)
-                t = (i - k * per) / max(1, per - 1)
-                frame = _camera_path(photos[k], t, (w, h), float(phases[k]))
+            for i, frame in enumerate(sample_frames(frames, (w, h), seed)):
                 if clean is not None:
                     clean.write(frame)
-                    main.write(darken(frame, seed * 1_000_003 + i))
+                    main.write(darken(frame, frame_seed(seed, i)))
                 else:
                     main.write(frame)
         finally:

@@ -16,6 +16,7 @@ from runtime.predictor import (
     rect_mask,
     tile_boxes,
 )
+from runtime.lowlight import LowLightParams
 from runtime.timing import StageTimer
 from taskvec.errors import UserError
 
@@ -40,9 +41,12 @@ def test_lowlight_keeps_resolution(lut_backend, size):
 @pytest.mark.parametrize("mode", ["luma", "rgb"])
 def test_lowlight_gain_follows_the_graph(lut_backend, mode):
     frame = scene(320, 240, scale=0.3)
-    same = LowLightEnhancer(lut_backend(1.0), gain_mode=mode)(frame)
+    legacy = LowLightParams.legacy_gain()
+    same = LowLightEnhancer(lut_backend(1.0), gain_mode=mode, params=legacy)(frame)
     assert np.abs(same.astype(int) - frame.astype(int)).max() <= 2  # identity graph → identity
-    brighter = LowLightEnhancer(lut_backend(2.5), gain_mode=mode)(frame)
+    denoised = LowLightEnhancer(lut_backend(1.0), gain_mode=mode)(frame)  # default: same, less noise
+    assert abs(denoised.astype(float).mean() / frame.astype(float).mean() - 1.0) < 0.02
+    brighter = LowLightEnhancer(lut_backend(2.5), gain_mode=mode, params=legacy)(frame)
     ratio = brighter.astype(float).mean() / frame.astype(float).mean()
     assert 2.0 < ratio < 2.8
 
@@ -50,8 +54,14 @@ def test_lowlight_gain_follows_the_graph(lut_backend, mode):
 def test_lowlight_keeps_full_resolution_detail(lut_backend):
     frame = np.full((480, 640, 3), 40, np.uint8)
     frame[::2, :, :] = 60  # 1-px stripes: gone at 111x111
-    out = LowLightEnhancer(lut_backend(2.0))(frame)
+    out = LowLightEnhancer(lut_backend(2.0), params=LowLightParams.legacy_gain())(frame)
     assert out[0::2].mean() - out[1::2].mean() > 20  # still there, and amplified
+    # the default (denoise) sees detail through a half-resolution guide: 2-px stripes (no noise) stay
+    frame = np.full((480, 640, 3), 40, np.uint8)
+    frame[(np.arange(480) // 2) % 2 == 0] = 60
+    out = LowLightEnhancer(lut_backend(2.0))(frame).astype(float)
+    on, off = (np.arange(480) // 2) % 2 == 0, (np.arange(480) // 2) % 2 == 1
+    assert out[on].mean() - out[off].mean() > 20
 
 
 def test_tiles_batch_and_geometry(lut_backend):

@@ -43,7 +43,7 @@ from export.wrapper import (
 )
 from taskvec import geometry as G
 from taskvec.checkpoint import DEFAULT_MODEL, load_model, model_fingerprint
-from taskvec.errors import UserError
+from taskvec.errors import UserError, publish
 from taskvec.model import MaeVQGAN
 from taskvec.tasks import get_task
 
@@ -350,19 +350,8 @@ def export_task(
         tmp_sidecar = tmp / sidecar.name
         _write_sidecar(result, tmp_sidecar)
         # publish: data first, then the graph that refers to it, then the sidecar
-        for f in (final, data, tmp_sidecar):
-            if f is not None:
-                os.chmod(f, 0o644)
-        published: list[Path] = []
-        try:
-            for src, target in ((data, data_dst), (final, dst), (tmp_sidecar, sidecar)):
-                if src is not None:
-                    os.replace(src, target)
-                    published.append(target)
-        except BaseException:
-            for target in published:
-                target.unlink(missing_ok=True)
-            raise
+        publish([(src, target) for src, target in ((data, data_dst), (final, dst), (tmp_sidecar, sidecar))
+                 if src is not None])
     return result
 
 

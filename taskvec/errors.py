@@ -190,6 +190,22 @@ class OneLineCommand(_OneLineMain, CommonOptionsCommand):
     """A single click command with the error boundary and the common options."""
 
 
+def publish(moves: Sequence[tuple[Path, Path]]) -> None:
+    """Rename each finished temporary file onto its destination, in order (mode 0644); if one
+    rename fails, the ones already published are removed again: all of them or none."""
+    for src, _ in moves:
+        os.chmod(src, 0o644)
+    published: list[Path] = []
+    try:
+        for src, dst in moves:
+            os.replace(src, dst)
+            published.append(dst)
+    except BaseException:
+        for dst in published:
+            dst.unlink(missing_ok=True)
+        raise
+
+
 @contextmanager
 def atomic_path(dst: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``dst``; rename it onto ``dst`` only on success.
@@ -226,16 +242,7 @@ def atomic_paths(dsts: Sequence[str | os.PathLike], suffixes: Sequence[str | Non
         for d, s in zip(dsts, suffixes):
             tmps.append(_temp_next_to(d, s))
         yield tmps
-        published: list[Path] = []
-        try:
-            for t, d in zip(tmps, dsts):
-                os.chmod(t, 0o644)
-                os.replace(t, d)
-                published.append(d)
-        except BaseException:
-            for d in published:
-                d.unlink(missing_ok=True)
-            raise
+        publish(list(zip(tmps, map(Path, dsts))))
     finally:
         for t in tmps:
             t.unlink(missing_ok=True)

@@ -151,18 +151,21 @@ def check_graph_options(task: str, engine: str | None, onnx: str | None, backend
                    "the same after a motion-masked recursive average over frames (video); gain: the old gain map "
                    "on the raw frame (noise amplified)")
 @click.option("--noise-k", type=click.FloatRange(min=0), default=None, metavar="K",
-              help="low-light denoise/temporal: keep detail whose local RMS exceeds K x the noise sigma [2.0]; "
+              help="low-light denoise/temporal: keep detail whose local RMS exceeds K x the noise sigma [6.0]; "
                    "higher = smoother")
+@click.option("--guide-blur", type=click.FloatRange(min=0), default=None, metavar="PX",
+              help="low-light denoise/temporal: Gaussian sigma (pixels) on the full-resolution luma whose detail "
+                   "is kept, applied when the frame's noise sigma is >= 1 grey level; 0 = off [0.7]")
 @click.option("--lift", default=None, metavar="LO,HI",
               help="low-light denoise/temporal: the graph's shadow lift is kept in full while the frame, exposed "
-                   "to its white point, has mean luma <= LO, and dropped from mean luma HI on [0.3,0.4]")
+                   "to its brightest pixel, has mean luma <= LO, and dropped from mean luma HI on [0.3,0.4]")
 @click.option("--temporal-alpha", type=click.FloatRange(min=0, max=1, min_open=True), default=None, metavar="A",
               help="low-light temporal: weight of each new frame where nothing moves [0.25]")
 @click.option("--before-after", default=None, metavar="PNG", help="write one input|output frame side by side")
 @click.option("--cache-dir", default=None, metavar="DIR", help="where exported graphs are cached (~/.cache/taskvec)")
 def main(camera, source, task, engine, onnx, model, taskvec, backend, headless, output, overlay, frames, loop,
          stats_path, mask, mask_rect, tiles, gain_mode, transfer, noise_k, lift, temporal_alpha, before_after, cache_dir,
-         reconnect) -> None:
+         reconnect, guide_blur) -> None:
     """Run a task-vector filter on live video: source → graph → window/file.
 
     Prints which backend it picked and why, and at the end one line with frames, FPS,
@@ -171,13 +174,15 @@ def main(camera, source, task, engine, onnx, model, taskvec, backend, headless, 
                      taskvec=taskvec, backend=backend, headless=headless, output=output, overlay=overlay,
                      frames=frames, loop=loop, stats_path=stats_path, mask=mask, mask_rect=mask_rect, tiles=tiles,
                      gain_mode=gain_mode, before_after=before_after, cache_dir=cache_dir, reconnect=reconnect,
-                     transfer=transfer, noise_k=noise_k, lift=lift, temporal_alpha=temporal_alpha)
+                     transfer=transfer, noise_k=noise_k, lift=lift, temporal_alpha=temporal_alpha,
+                     guide_blur=guide_blur)
 
 
 def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="tiny", taskvec=None, backend="auto",
             headless=False, output=None, overlay=False, frames=None, loop=False, stats_path=None, mask=None,
             mask_rect=None, tiles=None, gain_mode="rgb", before_after=None, cache_dir=None, reconnect=0,
-            transfer="denoise", noise_k=None, lift=None, temporal_alpha=None) -> int:
+            transfer="denoise", noise_k=None, lift=None, temporal_alpha=None,
+            guide_blur=None) -> int:
     """The command as a function: 0 on success, 2 for bad input, 1 when a source fails mid-run."""
     from runtime.sinks import SinkError
     from runtime.sources import SourceError
@@ -209,7 +214,7 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
 
             check_output_path(output)
         tile_rc = parse_tiles(tiles)
-        lowlight = lowlight_params(transfer, noise_k, lift, temporal_alpha)
+        lowlight = lowlight_params(transfer, noise_k, lift, temporal_alpha, guide_blur)
         rect = parse_rect(mask_rect) if mask_rect else None
         hole = read_mask(mask) if mask else None
     except (UserError, ValueError, SinkError) as e:

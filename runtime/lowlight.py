@@ -8,7 +8,9 @@ Modes (``LowLightParams.mode``, ``tvrun --transfer``):
 
 - ``denoise`` (default): (1) *no-overshoot exposure*: the per-pixel gain the graph implies,
   ``G = (answer+eps)/(input+eps)``, is split into a linear exposure ``W`` (the gain at
-  the bright end, ``p99.9(answer luma) / p99.9(input luma)``) and the shadow lift the graph
+  the bright end, ``max(answer luma) / max(input luma)`` — the very top, because the graph's
+  tone curve is concave: below white it brightens more than linearly, so a lower percentile
+  over-exposes a dim frame whose highlights are not white) and the shadow lift the graph
   adds on top; the lift is kept with weight ``t`` (``G' = W·(G/W)^t``), ``t`` falling from 1
   to 0 as the input exposed by ``W`` has mean luma from ``lift[0]`` to ``lift[1]`` — a frame
   that is merely dim (it looks normal once exposed) gets the exposure and no lift, so it is
@@ -16,7 +18,10 @@ Modes (``LowLightParams.mode``, ``tvrun --transfer``):
   noise σ is estimated (Immerkær's Laplacian-difference estimator on luma) and the frame
   goes through a self-guided filter whose ``eps = (noise_k·σ)²`` makes it a local Wiener
   gate: windows whose luma varies within the noise are averaged, detail that stands above
-  it is kept at full resolution (:func:`denoise_coefficients`). (3) the gain is brought to
+  it is kept at full resolution (:func:`denoise_coefficients`); the full-resolution luma
+  those coefficients are applied to is itself smoothed by a small Gaussian (``guide_blur``
+  px, its finest band added back above σ) when the frame is noisy (σ ≥ 1 grey level), so detail regions, where the filter passes
+  the luma through, do not pass its pixel noise through too (:func:`detail_luma`). (3) the gain is brought to
   half resolution with the fast guided filter, guided by the *denoised* luma, and folded
   into the filter's coefficients, so one full-resolution pass denoises and brightens
   (:func:`denoise_and_gain`).
@@ -58,8 +63,9 @@ class LowLightParams:
     eps: float = 1.0  # gain = (answer + eps) / (input + eps), grey levels
     max_gain: float = 40.0  # the gain is clipped to [1/max_gain, max_gain]
     lift: tuple[float, float] = (0.3, 0.4)  # exposed mean luma where the shadow lift fades out
-    white_pct: float = 99.9  # percentile that defines the exposure W
-    noise_k: float = 5.0  # detail is kept where the local luma std exceeds about noise_k·σ
+    white_pct: float = 100.0  # percentile that defines the exposure W (100: the brightest pixel)
+    noise_k: float = 6.0  # detail is kept where the local luma std exceeds about noise_k·σ
+    guide_blur: float = 0.7  # Gaussian σ (full-res px) on the detail luma of a noisy frame; 0: off
     base_radius: int = 2  # guided-filter window radius in half-resolution pixels (5×5 there)
     temporal_alpha: float = 0.25  # weight of a new frame where nothing moves (temporal mode)
     motion_k: float = 3.0  # luma change (in σ of the 5×5 mean) that counts as motion
@@ -71,8 +77,8 @@ class LowLightParams:
         if not (0.0 <= lo < hi <= 1.0):
             raise UserError(f"bad lift range {self.lift}: need 0 <= low < high <= 1 (mean luma)")
         self.lift = (lo, hi)
-        if self.noise_k < 0 or self.base_radius < 1:
-            raise UserError("noise_k must be >= 0 and base_radius >= 1")
+        if self.noise_k < 0 or self.base_radius < 1 or self.guide_blur < 0:
+            raise UserError("noise_k and guide_blur must be >= 0 and base_radius >= 1")
         if not (0.0 < self.temporal_alpha <= 1.0) or self.motion_k <= 0:
             raise UserError("temporal_alpha must be in (0, 1] and motion_k > 0")
         if self.max_gain < 1 or self.eps <= 0 or not (50.0 <= self.white_pct <= 100.0):
@@ -99,7 +105,7 @@ class LowLightParams:
 
 
 def lowlight_params(mode: str = "denoise", noise_k: float | None = None, lift: str | None = None,
-                    temporal_alpha: float | None = None) -> LowLightParams:
+                    temporal_alpha: float | None = None, guide_blur: float | None = None) -> LowLightParams:
     """The command line's low-light options → params (``lift`` as ``"LO,HI"``)."""
     pair = None
     if lift:
@@ -109,7 +115,8 @@ def lowlight_params(mode: str = "denoise", noise_k: float | None = None, lift: s
             raise UserError(f"bad --lift {lift!r}: expected LO,HI, e.g. 0.3,0.4") from None
         if len(pair) != 2:
             raise UserError(f"bad --lift {lift!r}: expected two numbers LO,HI")
-    return LowLightParams.from_options(mode, noise_k=noise_k, lift=pair, temporal_alpha=temporal_alpha)
+    return LowLightParams.from_options(mode, noise_k=noise_k, lift=pair, temporal_alpha=temporal_alpha,
+                                       guide_blur=guide_blur)
 
 
 def estimate_noise(grey: np.ndarray) -> float:
@@ -124,7 +131,7 @@ def estimate_noise(grey: np.ndarray) -> float:
 def exposure_split(cells_in: np.ndarray, cells_out: np.ndarray, p: LowLightParams) -> tuple[float, float]:
     """(W, t) of one frame from all its cells (uint8 [N,111,111,3] in and out).
 
-    ``W``: the linear exposure, the answer's bright end over the input's (≥ 1, ≤ max_gain).
+    ``W``: the linear exposure, the answer's bright end (``white_pct``) over the input's (≥ 1, ≤ max_gain).
     ``t`` ∈ [0,1]: how much of the graph's shadow lift to keep — 1 while the input exposed
     by ``W`` is still dark (mean luma ≤ ``lift[0]``), 0 once it looks normal (≥ ``lift[1]``)."""
     grey_in = cv2.cvtColor(np.ascontiguousarray(cells_in.reshape(-1, cells_in.shape[-2], 3)), cv2.COLOR_BGR2GRAY)
@@ -171,12 +178,34 @@ def denoise_coefficients(frame: np.ndarray, noise_var: float | np.ndarray, p: Lo
     return a, b, small_grey
 
 
+# below this luma noise σ (grey levels, 0–255) the frame counts as clean: its detail luma is not blurred
+NOISY_SIGMA = 1.0
+DETAIL_TAU = 1.0  # the finest band is soft-thresholded at DETAIL_TAU·σ: noise goes, real edges stay
+
+
+def detail_luma(grey: np.ndarray, noise_var: float | np.ndarray, p: LowLightParams) -> np.ndarray:
+    """The full-resolution luma (float32 HxW, [0,1]) the filter's coefficients are applied to:
+    ``grey`` itself on a clean frame, a Gaussian of σ = ``guide_blur`` px of it when the noise
+    σ (``noise_var``: scalar or HxW map, its mean is used) is at least :data:`NOISY_SIGMA` grey
+    levels, plus the finest band ``grey − Gaussian`` soft-thresholded at ``DETAIL_TAU·σ`` (so
+    edges well above the noise stay sharp) — where the filter keeps detail (``A ≈ 1``) it
+    passes this luma through, pixel noise and all, so at low SNR the cleaned one scores better."""
+    sigma = float(np.sqrt(noise_var if np.isscalar(noise_var) else cv2.mean(noise_var)[0])) * 255.0
+    if p.guide_blur <= 0 or sigma < NOISY_SIGMA:
+        return grey
+    soft = cv2.GaussianBlur(grey, (0, 0), p.guide_blur, borderType=cv2.BORDER_REFLECT)
+    tau = np.float32(DETAIL_TAU * sigma / 255.0)
+    fine = cv2.subtract(grey, soft)  # the finest band: noise, and real edges well above it
+    return cv2.add(soft, np.sign(fine) * np.maximum(np.abs(fine) - tau, 0))
+
+
 def denoise(frame: np.ndarray, grey: np.ndarray, noise_var: float | np.ndarray, p: LowLightParams
             ) -> np.ndarray:
-    """:func:`denoise_coefficients` applied at full resolution (``grey``: the frame's luma):
+    """:func:`denoise_coefficients` applied at full resolution (``grey``: the frame's luma, see
+    :func:`detail_luma`):
     the denoised float32 HxWx3 frame, without any gain."""
     a, b, _ = denoise_coefficients(frame, noise_var, p)
-    return apply_coefficients(a, b, grey, 1.0)
+    return apply_coefficients(a, b, detail_luma(grey, noise_var, p), 1.0)
 
 
 def apply_coefficients(a: np.ndarray, b: np.ndarray, grey: np.ndarray, scale: float,
@@ -207,7 +236,8 @@ def denoise_and_gain(frame: np.ndarray, grey: np.ndarray, noise_var: float | np.
     gain = gain_at(denoised_grey)
     if gain.ndim == 2:
         gain = cv2.merge([gain, gain, gain])
-    return apply_coefficients(cv2.multiply(a, gain), cv2.multiply(b, gain), grey, 255.0, bufs, cv2.CV_8U)
+    return apply_coefficients(cv2.multiply(a, gain), cv2.multiply(b, gain), detail_luma(grey, noise_var, p),
+                              255.0, bufs, cv2.CV_8U)
 
 
 class TemporalFilter:

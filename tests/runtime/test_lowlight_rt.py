@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from runtime.backends import BackendBase
-from runtime.lowlight import LowLightParams, TemporalFilter, denoise, estimate_noise, exposure_split, lowlight_params
+from runtime.lowlight import (LowLightParams, TemporalFilter, denoise, detail_luma, estimate_noise, exposure_split,
+                              lowlight_params)
 from runtime.predictor import LowLightEnhancer
 from taskvec.errors import UserError
 
@@ -80,6 +81,38 @@ def test_merely_dim_frame_is_not_overshot():
     assert colour.max() - colour.min() < 0.05  # no colour shift
 
 
+def test_dim_frame_without_white_highlights_is_exposed_by_its_brightest_pixel():
+    # a scene whose brightest value is 0.8, at 0.5x: the graph's concave curve brightens the
+    # lower percentiles more than 2x; the brightest pixel gives an exposure closer to 2
+    clean = to_u8(smooth_scene(640, 480) * (0.8 / 0.9))
+    dim = (clean // 2).astype(np.uint8)
+    be = CurveBackend()
+    new = LowLightEnhancer(be)(dim)
+    pct = LowLightEnhancer(be, params=LowLightParams(white_pct=99.0))(dim)
+    assert new.mean() / clean.mean() == pytest.approx(1.0, abs=0.2)
+    assert abs(new.mean() / clean.mean() - 1) < 0.65 * abs(pct.mean() / clean.mean() - 1)
+
+
+def test_detail_luma_is_softened_only_on_noisy_frames():
+    grey = grey_of(smooth_scene())
+    assert detail_luma(grey, 0.0, LowLightParams()) is grey  # a clean frame keeps every pixel
+    assert detail_luma(grey, (3 / 255) ** 2, LowLightParams(guide_blur=0)) is grey
+    noise = np.random.default_rng(5).normal(0, 0.04, grey.shape).astype(np.float32)
+    soft = detail_luma(grey + noise, 0.04**2, LowLightParams())
+    assert rmse(soft, grey) < 0.7 * rmse(grey + noise, grey)
+
+
+def test_softer_detail_luma_lowers_the_error_on_a_noisy_textured_frame():
+    yy, xx = np.mgrid[0:240, 0:320].astype(np.float32)
+    texture = 0.5 + 0.25 * np.sin(xx / 3.0) * np.sin(yy / 4.0)  # detail well above the noise: kept
+    clean = np.clip(smooth_scene() * 0.5 + texture[..., None] * 0.5, 0, 1).astype(np.float32)
+    noisy = (clean + np.random.default_rng(6).normal(0, 0.04, clean.shape)).astype(np.float32)
+    var = (0.55 * 0.04) ** 2
+    soft = denoise(noisy, grey_of(noisy), var, LowLightParams())
+    raw = denoise(noisy, grey_of(noisy), var, LowLightParams(guide_blur=0))
+    assert rmse(soft, clean) < rmse(raw, clean)
+
+
 def test_crushed_dark_frame_keeps_the_lift():
     clean = smooth_scene(640, 480)
     dark = to_u8(0.3 * clean**2.2)
@@ -135,8 +168,8 @@ def test_temporal_filter_restarts_on_a_new_size():
 
 
 def test_params_from_the_command_line():
-    p = lowlight_params("temporal", noise_k=3.0, lift="0.2,0.5", temporal_alpha=0.5)
-    assert (p.mode, p.noise_k, p.lift, p.temporal_alpha) == ("temporal", 3.0, (0.2, 0.5), 0.5)
+    p = lowlight_params("temporal", noise_k=3.0, lift="0.2,0.5", temporal_alpha=0.5, guide_blur=1.5)
+    assert (p.mode, p.noise_k, p.lift, p.temporal_alpha, p.guide_blur) == ("temporal", 3.0, (0.2, 0.5), 0.5, 1.5)
     assert lowlight_params("gain") == LowLightParams.legacy_gain()
     for bad in ("0.5", "a,b", "0.5,0.2"):
         with pytest.raises(UserError):

@@ -17,8 +17,10 @@ no crop of a validation picture is ever drawn for training.
 from __future__ import annotations
 
 import tarfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -48,11 +50,12 @@ class ImageBank:
     def load(cls, folder: str | Path, split: Split, device=None, size: int = CELL) -> "ImageBank":
         """Load ``split`` of a bank folder, or of a packed bank (a ``.tar`` from :func:`pack_bank`)."""
         folder = Path(folder)
-        read = _tar_reader(folder) if folder.is_file() else (lambda rel: (folder / rel).read_bytes())
         entries = [e for e in read_manifest(folder) if e.split == split]
         walls, stamps = [], []
-        for e in entries:
-            img = cv2.imdecode(np.frombuffer(read(e.path), np.uint8), cv2.IMREAD_UNCHANGED)
+        with _reader(folder) as read:
+            encoded = [(e, read(e.path)) for e in entries]
+        for e, data in encoded:
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
             if img is None:
                 raise UserError(f"{folder / e.path}: unreadable image listed in the manifest")
             if e.kind == "wallpaper":
@@ -67,9 +70,14 @@ class ImageBank:
         return cls(walls, stamps, manifest_hash(folder), {e.group for e in entries})
 
 
-def _tar_reader(path: Path):
-    tf = tarfile.open(path)
-    return lambda rel: tf.extractfile(rel).read()
+@contextmanager
+def _reader(bank: Path) -> Iterator[Callable[[str], bytes]]:
+    """``read(rel) → bytes`` of a file in a bank folder or a packed bank (closed on exit)."""
+    if not bank.is_file():
+        yield lambda rel: (bank / rel).read_bytes()
+        return
+    with tarfile.open(bank) as tf:
+        yield lambda rel: tf.extractfile(rel).read()
 
 
 PACK_WALLPAPER_SIDE = 1280  # a 1/30 crop of a 16:9 picture still spans ≥ 111 px

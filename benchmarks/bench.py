@@ -76,7 +76,7 @@ def available() -> dict[str, str]:
 
 def check_config(cfg: BenchConfig) -> list[str]:
     """Validate before any heavy work; returns the backends to run. UserError on bad input."""
-    from taskvec.tasks import get_task
+    from taskvec.data.tasks import get_task
 
     get_task(cfg.task)
     from runtime.lowlight import LowLightParams
@@ -107,7 +107,7 @@ def check_config(cfg: BenchConfig) -> list[str]:
 def check_source(uri: str) -> None:
     """UserError for a source that cannot work: bad syntax, a missing file, an unknown sample."""
     from runtime.sources import SourceError, parse_source
-    from taskvec.tasks import get_task
+    from taskvec.data.tasks import get_task
 
     try:
         spec = parse_source(uri)
@@ -151,7 +151,7 @@ def _taskvector(model, task: str) -> tuple[object, str]:
 
 def export_graph(name: str, task: str, model, tv, workdir: Path, log: Callable[[str], None]) -> Path:
     from export.onnx_export import export_task, taskvector_fingerprint
-    from taskvec.checkpoint import model_fingerprint
+    from taskvec.model.checkpoint import model_fingerprint
 
     graph, decode, _ = EXPORTS[name]
     path = workdir / f"{task}.{name}.onnx"
@@ -219,7 +219,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
     ``notes``) with the raw samples under the private key ``_samples``."""
     from benchmarks.env import capture_environment
     from benchmarks.tegrastats import TegrastatsSampler
-    from taskvec.checkpoint import load_model
+    from taskvec.model.checkpoint import load_model
 
     backends = check_config(cfg)
     have = available()

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from taskvec import geometry as G
-from taskvec.config import get_config
-from taskvec.model import MaeVQGAN, Patch
+from taskvec.model.config import get_config
+from taskvec.model.mae_vqgan import MaeVQGAN, Patch
 
 
 def full_patches(model: MaeVQGAN, layout: G.Layout, dtype, device) -> dict:

@@ -2,7 +2,7 @@
 
     python -m benchmarks.prompting_quality [--model tiny] [--n 96] [--json FILE] [--markdown FILE]
 
-Queries are crops of the held-out photos (taskvec.data.VAL_PHOTOS, never used in
+Queries are crops of the held-out photos (taskvec.data.images.VAL_PHOTOS, never used in
 training); each example pair is made from a *different* held-out photo. Segmentation
 uses procedural scenes on held-out backgrounds with a seed training never uses.
 Rows: low-light (paper: 0.5·image), in-painting (27-px black square; hole PSNR and cell
@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from taskvec import metrics as M
-from taskvec.checkpoint import load_model
-from taskvec.data import VAL_PHOTOS, packaged_photos, random_crops
-from taskvec.model import MaeVQGAN
-from taskvec.prompting import one_shot
-from taskvec.scenes import procedural_scenes
-from taskvec.tasks import build_canvases, get_task
+from taskvec.evaluation import metrics as M
+from taskvec.model.checkpoint import load_model
+from taskvec.data.images import VAL_PHOTOS, packaged_photos, random_crops
+from taskvec.model.mae_vqgan import MaeVQGAN
+from taskvec.vectors.prompting import one_shot
+from taskvec.data.scenes import procedural_scenes
+from taskvec.data.tasks import build_canvases, get_task
 
 TASKS = ("lowlight", "inpainting", "colorization", "segmentation")
 
@@ -154,8 +154,8 @@ def bank_quality(model_spec: str | MaeVQGAN, bank: str, n: int = 96, seed: int =
     the first, report the second) and, for the seen/unseen gap, its training pictures: wallpaper crops at the training scales, 40 %
     with a cut-out stamp of the same split; segmentation on stamp composites. One-shot, the
     example from another crop of the same split; in-painting beside Telea and the mean colour."""
-    from taskvec.bank import ImageBank, bank_crops, composite_stamps
-    from taskvec.train import STAMPED
+    from taskvec.data.bank import ImageBank, bank_crops, composite_stamps
+    from taskvec.model.train import STAMPED
 
     model = load_model(model_spec) if isinstance(model_spec, str) else model_spec
     out = {}

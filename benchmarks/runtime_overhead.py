@@ -50,8 +50,8 @@ def graph_for(task: str, onnx: str | None, cache: Path) -> tuple[str, str]:
         if "task vector" not in str(e):
             raise
     from export.onnx_export import export_task
-    from taskvec.checkpoint import load_model, model_fingerprint
-    from taskvec.taskvector import TaskVector
+    from taskvec.model.checkpoint import load_model, model_fingerprint
+    from taskvec.vectors.taskvector import TaskVector
 
     model = load_model("tiny")
     tv = TaskVector(task, "tiny", model_fingerprint(model), "none", "region", [], {}, {})

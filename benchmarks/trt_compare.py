@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
             onnx_path = Path(args.onnx)
         else:
             from export.onnx_export import export_task, random_taskvector
-            from taskvec.checkpoint import load_model
+            from taskvec.model.checkpoint import load_model
 
             model = load_model(args.model)
             tv = random_taskvector(model, args.task) if args.taskvec == "random" else args.taskvec

@@ -12,10 +12,10 @@ import time
 import click
 
 from export.spec import GRAPH_KINDS
-from taskvec.checkpoint import DEFAULT_MODEL
-from taskvec.config import list_configs
+from taskvec.model.checkpoint import DEFAULT_MODEL
+from taskvec.model.config import list_configs
 from taskvec.errors import OneLineCommand, cli_errors
-from taskvec.tasks import list_tasks
+from taskvec.data.tasks import list_tasks
 
 MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME ({', '.join(list_configs())}), or a .safetensors path"
 

@@ -42,10 +42,10 @@ from export.wrapper import (
     width,
 )
 from taskvec import geometry as G
-from taskvec.checkpoint import DEFAULT_MODEL, load_model, model_fingerprint
+from taskvec.model.checkpoint import DEFAULT_MODEL, load_model, model_fingerprint
 from taskvec.errors import UserError, publish
-from taskvec.model import MaeVQGAN
-from taskvec.tasks import get_task
+from taskvec.model.mae_vqgan import MaeVQGAN
+from taskvec.data.tasks import get_task
 
 EXTERNAL_DATA_BYTES = 1 << 30  # weights above 1 GiB go to T.onnx.data
 PRODUCER_VERSION = "0.1.0"
@@ -85,11 +85,11 @@ def resolve_taskvector(task: str, model: MaeVQGAN, taskvec: Any = None, variant:
     TaskVector checked against ``task`` and ``model``."""
     if taskvec is None or isinstance(taskvec, (str, os.PathLike)):
         try:
-            from taskvec.taskvector import load_taskvector
+            from taskvec.vectors.taskvector import load_taskvector
         except ModuleNotFoundError as e:
-            if e.name != "taskvec.taskvector":
+            if e.name != "taskvec.vectors.taskvector":
                 raise
-            raise UserError("task vectors cannot be loaded: taskvec.taskvector is not installed") from None
+            raise UserError("task vectors cannot be loaded: taskvec.vectors.taskvector is not installed") from None
         tv = load_taskvector(task, model, None if taskvec is None else str(taskvec), variant)
     else:
         tv = taskvec
@@ -147,8 +147,8 @@ def switch_feeds(model: MaeVQGAN, tv=None) -> dict[str, np.ndarray]:
 def random_taskvector(model: MaeVQGAN, task: str, every: int = 3, seed: int = 0):
     """For benchmarks and tests: a TaskVector patching every ``every``-th region site of
     ``model`` with random means (the graph's structure and cost do not depend on them)."""
-    from taskvec.sites import SiteSpace, enumerate_sites
-    from taskvec.taskvector import TaskVector
+    from taskvec.vectors.sites import SiteSpace, enumerate_sites
+    from taskvec.vectors.taskvector import TaskVector
 
     gen = torch.Generator().manual_seed(seed)
     sites = enumerate_sites(model.cfg)[::every]

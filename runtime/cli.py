@@ -39,8 +39,8 @@ Examples:
 def default_runtime_taskvector(task: str, model: str) -> Path:
     """The shipped vector tvrun uses when none is given: the realistic variant where shipped
     (live video is darker and noisier than the paper's 0.5·image), else the paper's."""
-    from taskvec.checkpoint import load_model
-    from taskvec.taskvector import runtime_taskvector_path
+    from taskvec.model.checkpoint import load_model
+    from taskvec.vectors.taskvector import runtime_taskvector_path
 
     return runtime_taskvector_path(task, load_model(model).cfg.name)
 
@@ -66,7 +66,7 @@ def cached_onnx(task: str, model: str = "tiny", cache_dir: str | os.PathLike[str
     an entry whose sidecar names other weights is exported again."""
     import json
 
-    from taskvec.checkpoint import load_model, model_fingerprint
+    from taskvec.model.checkpoint import load_model, model_fingerprint
 
     net = load_model(model)
     fp = model_fingerprint(net)

@@ -287,7 +287,7 @@ def rect_mask(rect: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndar
 
 def read_mask(path: str) -> np.ndarray:
     """A mask image (white = hole) → uint8 HxW in {0, 255}."""
-    from taskvec.imageio import decode_image
+    from taskvec.data.imageio import decode_image
 
     try:
         mask = decode_image(path, grayscale=True)

@@ -382,7 +382,7 @@ def _open_capture(spec: SourceSpec) -> cv2.VideoCapture:
 def _check_capture_size(cap: cv2.VideoCapture, spec: SourceSpec) -> None:
     """Refuse a stream whose frames are above the pixel limit before decoding one."""
     from taskvec.errors import UserError
-    from taskvec.imageio import check_frame_size
+    from taskvec.data.imageio import check_frame_size
 
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
     if w > 0 and h > 0:
@@ -489,7 +489,7 @@ class ImageFolderSource(VideoSource):
     @staticmethod
     def _load(path: Path) -> np.ndarray:
         from taskvec.errors import UserError
-        from taskvec.imageio import decode_image
+        from taskvec.data.imageio import decode_image
 
         try:
             return decode_image(path)
@@ -506,7 +506,7 @@ class ImageFolderSource(VideoSource):
 
 def _check_sample(spec: SourceSpec, size: tuple[int, int]) -> None:
     from taskvec.errors import UserError
-    from taskvec.imageio import check_frame_size
+    from taskvec.data.imageio import check_frame_size
 
     if spec.int_option("frames", 120) <= 0:
         raise SourceError(f"bad option frames={spec.option('frames')} in {spec.uri}: expected a positive count")

@@ -7,7 +7,7 @@ layout gives the block) at "head" granularity; ``slot:N`` (one canvas token) at
 sites in the zero-shot layout.
 
 :class:`SiteSpace` turns a 0/1 selection over sites — one row per candidate, K rows at
-once — into per-block :class:`~taskvec.model.Patch` constants ``mul``/``add`` so K
+once — into per-block :class:`~taskvec.model.mae_vqgan.Patch` constants ``mul``/``add`` so K
 different site-sets run in one batched forward.
 """
 
@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 
 from taskvec import geometry as G
-from taskvec.config import ModelConfig
-from taskvec.model import BlockId, Patch, Stage
+from taskvec.model.config import ModelConfig
+from taskvec.model.mae_vqgan import BlockId, Patch, Stage
 
 Granularity = Literal["head", "region", "token"]
 GRANULARITIES: tuple[str, ...] = ("head", "region", "token")

@@ -11,16 +11,16 @@ from torch import Tensor
 
 from taskvec import geometry as G
 from taskvec.errors import UserError, atomic_path
-from taskvec.model import MaeVQGAN
-from taskvec.tasks import build_canvases, get_task
+from taskvec.model.mae_vqgan import MaeVQGAN
+from taskvec.data.tasks import build_canvases, get_task
 
 BUILTIN_EXAMPLE_PHOTO = "astronaut"
 
 
 def builtin_example(task: str, seed: int = 0) -> tuple[Tensor, Tensor]:
     """A fixed example pair for ``task`` → (example_in, example_out), each [1,3,111,111] in [0,1]."""
-    from taskvec.data import packaged_photos, random_crops
-    from taskvec.scenes import procedural_scenes
+    from taskvec.data.images import packaged_photos, random_crops
+    from taskvec.data.scenes import procedural_scenes
 
     gen = torch.Generator().manual_seed(seed)
     photos = packaged_photos("train")
@@ -57,7 +57,7 @@ def zero_shot(model: MaeVQGAN, query: Tensor, patches=None) -> tuple[Tensor, Ten
 
 def read_rgb(path: str | Path) -> Tensor:
     """Image file → [1,3,111,111] RGB in [0,1]; one-line UserError for a missing or non-image file."""
-    from taskvec.data import load_image
+    from taskvec.data.images import load_image
 
     try:
         return load_image(path)[None]
@@ -80,7 +80,7 @@ def write_rgb(img: Tensor, path: str | Path) -> None:
 def run_prompt(task, query, out, example_in=None, example_out=None, canvas_out=None, use_zero_shot=False,
                taskvec_file=None, seed=0, model_spec="tiny") -> Tensor:
     """The ``taskvec prompt`` command as a function. Returns the answer [1,3,111,111]."""
-    from taskvec.checkpoint import load_model
+    from taskvec.model.checkpoint import load_model
 
     get_task(task)
     q = read_rgb(query)
@@ -88,7 +88,7 @@ def run_prompt(task, query, out, example_in=None, example_out=None, canvas_out=N
         raise UserError("give both --example-in and --example-out, or neither")
     model = load_model(model_spec)
     if use_zero_shot:
-        from taskvec.taskvector import load_taskvector
+        from taskvec.vectors.taskvector import load_taskvector
 
         tv = load_taskvector(task, model, taskvec_file)
         answer, canvas = zero_shot(model, q, tv.patches())

@@ -31,8 +31,8 @@ from tqdm.auto import tqdm
 from taskvec import geometry as G
 from taskvec.distributed import Dist
 from taskvec.errors import UserError, atomic_paths, check_finite
-from taskvec.model import BlockId, MaeVQGAN
-from taskvec.tasks import build_canvases, get_task
+from taskvec.model.mae_vqgan import BlockId, MaeVQGAN
+from taskvec.data.tasks import build_canvases, get_task
 
 FORMAT = "taskvec-means/1"
 
@@ -61,7 +61,7 @@ class RunningMeans:
 
     @classmethod
     def empty(cls, model: MaeVQGAN, task: str, **info: Any) -> "RunningMeans":
-        from taskvec.checkpoint import model_fingerprint
+        from taskvec.model.checkpoint import model_fingerprint
 
         sums, counts = {}, {}
         for bid in model.block_ids():
@@ -109,7 +109,7 @@ class RunningMeans:
         return out
 
     def check_model(self, model: MaeVQGAN) -> None:
-        from taskvec.checkpoint import model_fingerprint
+        from taskvec.model.checkpoint import model_fingerprint
 
         fp = model_fingerprint(model)
         if self.info.get("model_fingerprint") != fp:

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import torch
 
-from taskvec.search_common import save_figure
-from taskvec.evaluate import method_answers, resolve_methods
-from taskvec.imagesets import ImageSet, load_image_set
-from taskvec.model import MaeVQGAN
-from taskvec.taskvector import TaskVector
+from taskvec.search.common import save_figure
+from taskvec.evaluation.evaluate import method_answers, resolve_methods
+from taskvec.data.imagesets import ImageSet, load_image_set
+from taskvec.model.mae_vqgan import MaeVQGAN
+from taskvec.vectors.taskvector import TaskVector
 
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("query", "query"), ("zero-shot", "zero-shot"), ("one-shot", "one-shot"), ("cma", "CMA"), ("grs", "GRS"),
@@ -47,7 +47,7 @@ def run_figure(task: str, images: str, out: str, model_spec: str, rows: int = 6,
                cma_file: str | None = None, grs_file: str | None = None, seed: int = 1,
                train_images: str = "packaged:train") -> Path:  # fmt: skip
     """The ``taskvec figure`` command as a function."""
-    from taskvec.checkpoint import load_model
+    from taskvec.model.checkpoint import load_model
 
     model = load_model(model_spec)
     held_out = load_image_set(images, task, n=max(rows, 2), seed=seed)

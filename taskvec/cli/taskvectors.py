@@ -11,9 +11,9 @@ import json
 
 import click
 
-from taskvec.checkpoint import DEFAULT_MODEL
+from taskvec.model.checkpoint import DEFAULT_MODEL
 from taskvec.errors import CommonOptionsCommand, UserError, atomic_path, cli_errors
-from taskvec.tasks import list_tasks
+from taskvec.data.tasks import list_tasks
 
 IMAGES_HELP = (
     "image folder, or packaged:train / packaged:val (crops of the packaged photos; procedural "
@@ -57,7 +57,7 @@ def collect(task, images, out, model, n, batch, seed, pool, resume, save_every, 
     --nproc-per-node N -m taskvec.cli collect …` the canvases are shared among the N
     processes (rank 0 writes); a run may resume with another N."""
     from taskvec.distributed import cli_session
-    from taskvec.pipeline import run_collect
+    from taskvec.vectors.pipeline import run_collect
 
     _out_path(out, ".safetensors")
     with cli_session(dist_timeout) as dist:
@@ -99,7 +99,7 @@ def search(task, images, out, method, granularity, steps, seed, means_file, n_me
     --nproc-per-node N -m taskvec.cli search …` every search step's forwards are shared
     among the N processes; the same seed gives the same vector as one process."""
     from taskvec.distributed import cli_session
-    from taskvec.pipeline import run_search_cli
+    from taskvec.vectors.pipeline import run_search_cli
 
     _out_path(out, ".safetensors")
     with cli_session(dist_timeout) as dist:
@@ -126,7 +126,7 @@ def evaluate(task, images, json_out, taskvec_file, cma_file, grs_file, n, seed, 
 
     One-shot prompts take their example pair from another held-out image. Prints a
     table and writes the rows as JSON."""
-    from taskvec.evaluate import finite_results, format_table, run_evaluate
+    from taskvec.evaluation.evaluate import finite_results, format_table, run_evaluate
 
     _out_path(json_out, ".json")
     res = run_evaluate(task, images, model, taskvec_file, cma_file, grs_file, n, seed, train_images)
@@ -150,7 +150,7 @@ def evaluate(task, images, json_out, taskvec_file, cma_file, grs_file, n, seed, 
 @cli_errors
 def figure(task, images, out, rows, taskvec_file, cma_file, grs_file, seed, train_images, model) -> None:
     """Side-by-side grid: query | zero-shot | one-shot | CMA | GRS | task vector | target."""
-    from taskvec.figure import run_figure
+    from taskvec.evaluation.figure import run_figure
 
     _out_path(out, ".png")
     run_figure(task, images, out, model, rows, taskvec_file, cma_file, grs_file, seed, train_images)

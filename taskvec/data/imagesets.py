@@ -3,14 +3,14 @@
 ``--images`` is a folder or one of the packaged sources:
 
 - ``packaged:train`` / ``packaged:val`` — random crops of the scikit-image photos of
-  that split (:data:`taskvec.data.VAL_PHOTOS` are held out). For tasks that need
-  masks (segmentation) they become procedural scenes (:mod:`taskvec.scenes`) whose
+  that split (:data:`taskvec.data.images.VAL_PHOTOS` are held out). For tasks that need
+  masks (segmentation) they become procedural scenes (:mod:`taskvec.data.scenes`) whose
   backgrounds and textures are crops of that split's photos.
 - a folder of images (recursive); in the LOL layout (``*/low``, ``*/high``) its clean
   ``high`` images. Tasks that need masks accept two folder layouts:
   ``DIR/images`` + ``DIR/masks`` (paired by file stem; mask pixels > 0.5 grey are
   foreground), and the PASCAL VOC layout (``JPEGImages`` + ``SegmentationClass[Aug]``,
-  every object class is foreground) read by :func:`taskvec.data.load_voc_segmentation`.
+  every object class is foreground) read by :func:`taskvec.data.images.load_voc_segmentation`.
 
 Everything is deterministic in ``seed``.
 """
@@ -23,9 +23,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from taskvec.data import DataError, list_images, load_folder, load_image, load_voc_segmentation
+from taskvec.data.images import DataError, list_images, load_folder, load_image, load_voc_segmentation
 from taskvec.geometry import CELL
-from taskvec.tasks import Task, get_task
+from taskvec.data.tasks import Task, get_task
 
 PACKAGED_PREFIX = "packaged:"
 PACKAGED_SPLITS = ("train", "val")
@@ -56,7 +56,7 @@ def load_image_set(spec: str, task: str | Task, n: int = 512, seed: int = 0) -> 
     """``--images`` value → :class:`ImageSet`.
 
     ``n`` is the pool size for the packaged sources (folders give all their images).
-    Raises :class:`~taskvec.data.DataError` (one line) for an unusable source."""
+    Raises :class:`~taskvec.data.images.DataError` (one line) for an unusable source."""
     t = get_task(task)
     if spec.startswith(PACKAGED_PREFIX):
         return _packaged(spec[len(PACKAGED_PREFIX):], t, n, seed)
@@ -66,7 +66,7 @@ def load_image_set(spec: str, task: str | Task, n: int = 512, seed: int = 0) -> 
     if t.needs_mask:
         return _masked_folder(folder, t)
     if any(d.is_dir() for d in folder.glob("*/high")):
-        from taskvec.data import load_lol
+        from taskvec.data.images import load_lol
 
         _, high = load_lol(folder)  # the task builds its own dark inputs from the clean images
         return ImageSet(high, None, f"{folder} (LOL layout: the high images)")
@@ -76,8 +76,8 @@ def load_image_set(spec: str, task: str | Task, n: int = 512, seed: int = 0) -> 
 
 
 def _packaged(split: str, task: Task, n: int, seed: int) -> ImageSet:
-    from taskvec.data import packaged_photos, prepare_photos, random_crops
-    from taskvec.scenes import procedural_scenes
+    from taskvec.data.images import packaged_photos, prepare_photos, random_crops
+    from taskvec.data.scenes import procedural_scenes
 
     if split not in PACKAGED_SPLITS:
         raise DataError(f"unknown packaged split {split!r}; use packaged:train or packaged:val")

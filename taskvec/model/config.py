@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
-from taskvec.vqgan import VQGANConfig
+from taskvec.model.vqgan import VQGANConfig
 
 HeadKind = Literal["vq", "pixel"]
 # How a pixel head forms the answer: "plain" paints the pixels from nothing, "residual"
@@ -97,7 +97,7 @@ def tiny() -> ModelConfig:
 
 @register_config
 def tiny_refine() -> ModelConfig:
-    """``tiny`` with a convolutional refinement of the answer (:class:`taskvec.model.AnswerRefiner`)."""
+    """``tiny`` with a convolutional refinement of the answer (:class:`taskvec.model.mae_vqgan.AnswerRefiner`)."""
     return dataclasses.replace(tiny(), name="tiny_refine", refine=32)
 
 

@@ -14,11 +14,11 @@ import torch
 from torch import Tensor
 
 from taskvec import geometry as G
-from taskvec.imagesets import ImageSet, load_image_set
-from taskvec.metrics import compute_metrics
-from taskvec.model import MaeVQGAN
-from taskvec.tasks import build_canvases, get_task
-from taskvec.taskvector import TaskVector, load_taskvector
+from taskvec.data.imagesets import ImageSet, load_image_set
+from taskvec.evaluation.metrics import compute_metrics
+from taskvec.model.mae_vqgan import MaeVQGAN
+from taskvec.data.tasks import build_canvases, get_task
+from taskvec.vectors.taskvector import TaskVector, load_taskvector
 
 ROW_ORDER: tuple[str, ...] = ("zero-shot", "one-shot", "cma", "grs", "task-vector")
 BATCH = 64
@@ -100,8 +100,8 @@ def resolve_methods(
     missing = [m for m, f in (("cma", cma_file), ("grs", grs_file)) if f is None]
     searched: dict[str, TaskVector] = {}
     if missing:
-        from taskvec.pipeline import POOL_SEED, means_for
-        from taskvec.search import run_search
+        from taskvec.vectors.pipeline import POOL_SEED, means_for
+        from taskvec.search.driver import run_search
 
         pool = load_image_set(train_images, task, seed=POOL_SEED)
         means = means_for(model, task, pool, None, 512)
@@ -116,7 +116,7 @@ def resolve_methods(
 def run_evaluate(task: str, images: str, model_spec: str, taskvec_file: str | None, cma_file: str | None,
                  grs_file: str | None, n: int = 96, seed: int = 1, train_images: str = "packaged:train") -> dict:  # fmt: skip
     """The ``taskvec evaluate`` command as a function."""
-    from taskvec.checkpoint import load_model
+    from taskvec.model.checkpoint import load_model
 
     model = load_model(model_spec)
     held_out = load_image_set(images, task, n=n, seed=seed)

@@ -121,7 +121,7 @@ def procedural_scenes(
 ) -> tuple[Tensor, Tensor]:
     """``n`` scenes → ``(images [n,3,size,size] in [0,1], masks [n,1,size,size] {0,1})``.
 
-    ``backgrounds`` [M,3,size,size] in [0,1] (e.g. :func:`taskvec.data.random_crops`)
+    ``backgrounds`` [M,3,size,size] in [0,1] (e.g. :func:`taskvec.data.images.random_crops`)
     supply photo backgrounds and "crop" textures; without them those fall back to
     gradients and colour noise. Every mask is non-empty and smaller than the image.
     """

@@ -28,15 +28,15 @@ from torch import Tensor
 from tqdm import tqdm
 
 from taskvec import geometry as G
-from taskvec.bank import ImageBank, bank_crops, composite_stamps
-from taskvec.checkpoint import save_model
-from taskvec.config import get_config
-from taskvec.data import load_folder, packaged_photos, prepare_photos, random_crops
+from taskvec.data.bank import ImageBank, bank_crops, composite_stamps
+from taskvec.model.checkpoint import save_model
+from taskvec.model.config import get_config
+from taskvec.data.images import load_folder, packaged_photos, prepare_photos, random_crops
 from taskvec.errors import UserError, atomic_path
-from taskvec.metrics import changed_pixels
-from taskvec.model import MaeVQGAN
-from taskvec.scenes import procedural_scenes
-from taskvec.tasks import build_canvases
+from taskvec.evaluation.metrics import changed_pixels
+from taskvec.model.mae_vqgan import MaeVQGAN
+from taskvec.data.scenes import procedural_scenes
+from taskvec.data.tasks import build_canvases
 
 TASKS = ("segmentation", "lowlight", "inpainting", "colorization")
 
@@ -70,7 +70,7 @@ STAMPED = 0.4  # share of photo cells that get a cut-out stamp pasted in (with a
 
 class DataSource:
     """Batches of training images: packaged photo crops, procedural scenes, user images and,
-    with an image bank (:mod:`taskvec.bank`), wallpaper crops and stamp composites."""
+    with an image bank (:mod:`taskvec.data.bank`), wallpaper crops and stamp composites."""
 
     def __init__(self, device: torch.device, images: str | None = None, split: str = "train",
                  bank: str | None = None) -> None:
@@ -191,7 +191,7 @@ def validate(model: MaeVQGAN, device: torch.device, n: int = 48, seed: int = 123
              bank: str | None = None) -> dict[str, float]:
     """One-shot prompting on held-out photos (and held-out scenes for segmentation); with a
     bank, on its validation pictures and stamps too."""
-    from taskvec.metrics import compute_metrics
+    from taskvec.evaluation.metrics import compute_metrics
 
     model.eval()
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -248,7 +248,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
     torch.manual_seed(cfg.seed)
     model = MaeVQGAN(mcfg)
     if cfg.init:
-        from taskvec.checkpoint import load_init_weights
+        from taskvec.model.checkpoint import load_init_weights
 
         load_init_weights(model, cfg.init)
     model = model.to(dev).train()
@@ -260,7 +260,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
     if resume:
         if not ckpt.exists():
             raise UserError(f"nothing to resume: {ckpt} does not exist")
-        from taskvec.checkpoint import load_resume_state
+        from taskvec.model.checkpoint import load_resume_state
 
         state = load_resume_state(ckpt, model, dev)
         model.load_state_dict(state["model"])
@@ -311,7 +311,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
         "data": {
             "photos": "scikit-image sample photos (train split), random crops/flips/colour jitter",
             "scenes": "procedural shapes/textures on photo backgrounds with foreground masks",
-            "held_out_photos": "taskvec.data.VAL_PHOTOS",
+            "held_out_photos": "taskvec.data.images.VAL_PHOTOS",
             "user_images": cfg.images,
             **(bank_card(cfg.bank) if cfg.bank else {}),
         },
@@ -325,7 +325,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, resume: bool = False, device: s
 
 
 def bank_card(bank: str) -> dict:
-    from taskvec.fetch import manifest_hash, read_manifest
+    from taskvec.data.fetch import manifest_hash, read_manifest
 
     entries = read_manifest(bank)
     count = lambda kind, split: sum(e.kind == kind and e.split == split for e in entries)  # noqa: E731

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taskvec import geometry as G
-from taskvec.config import ModelConfig
-from taskvec.vqgan import VQGAN
+from taskvec.model.config import ModelConfig
+from taskvec.model.vqgan import VQGAN
 
 Stage = Literal["enc", "dec"]
 

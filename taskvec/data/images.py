@@ -79,7 +79,7 @@ def load_image(path: str | Path, size: int | None = CELL) -> Tensor:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image {path} does not exist")
-    from taskvec.imageio import decode_image  # bounded: pixel and size limits, truncation refused
+    from taskvec.data.imageio import decode_image  # bounded: pixel and size limits, truncation refused
 
     try:
         bgr = decode_image(path)

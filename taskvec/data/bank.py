@@ -5,12 +5,12 @@ scales and cut-out stamps composited onto them (DESIGN §7).
   [0,1] (shrunk so a crop of 1/30 of the picture still has ≥ 111 px), stamps as [4,h,w]
   RGBA.
 - :func:`bank_crops`: random crops covering 1/30 … all of a wallpaper, flipped and
-  colour-jittered (:func:`taskvec.data.random_crops`).
+  colour-jittered (:func:`taskvec.data.images.random_crops`).
 - :func:`composite_stamps`: a stamp per image at a random size, place and flip →
   ``(images, masks)``: natural objects with exact masks for segmentation, and real object
   content under in-painting holes.
 
-The split is the manifest's, chosen per picture group (:func:`taskvec.fetch.split_of`):
+The split is the manifest's, chosen per picture group (:func:`taskvec.data.fetch.split_of`):
 no crop of a validation picture is ever drawn for training.
 """
 
@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from taskvec.data import _u, prepare_photos, random_crops
+from taskvec.data.images import _u, prepare_photos, random_crops
 from taskvec.errors import UserError
-from taskvec.fetch import Split, manifest_hash, read_manifest
+from taskvec.data.fetch import Split, manifest_hash, read_manifest
 from taskvec.geometry import CELL
 
 CROP_SCALE = (1 / 30, 1.0)  # fraction of the wallpaper's area a cell covers
@@ -92,7 +92,7 @@ def pack_bank(folder: str | Path, out: str | Path) -> int:
     import json
 
     from taskvec.errors import atomic_path
-    from taskvec.fetch import MANIFEST, _fit
+    from taskvec.data.fetch import MANIFEST, _fit
 
     folder = Path(folder)
     entries = read_manifest(folder)

@@ -20,11 +20,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from taskvec.config import PUBLISHED_ARCHS, ModelConfig, get_config, list_configs
+from taskvec.model.config import PUBLISHED_ARCHS, ModelConfig, get_config, list_configs
 from taskvec.errors import UserError, atomic_paths, check_finite
-from taskvec.model import MaeVQGAN
+from taskvec.model.mae_vqgan import MaeVQGAN
 
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).parents[1] / "weights"  # package data of taskvec/
 DEFAULT_MODEL = "tiny"
 
 

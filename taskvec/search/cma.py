@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from taskvec.search_common import Objective, Queries, SearchResult, config_dict
+from taskvec.search.common import Objective, Queries, SearchResult, config_dict
 
 
 @dataclass

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import torch
 
-from taskvec.activations import RunningMeans, collect_means
-from taskvec.checkpoint import model_fingerprint
+from taskvec.vectors.activations import RunningMeans, collect_means
+from taskvec.model.checkpoint import model_fingerprint
 from taskvec.distributed import Dist
 from taskvec.errors import UserError
-from taskvec.imagesets import ImageSet, load_image_set
-from taskvec.model import MaeVQGAN
-from taskvec.taskvector import TaskVector
+from taskvec.data.imagesets import ImageSet, load_image_set
+from taskvec.model.mae_vqgan import MaeVQGAN
+from taskvec.vectors.taskvector import TaskVector
 
 POOL_SEED = 0  # the packaged training pool is the same for every method and search seed
 SAVE_EVERY_S = 30.0
@@ -74,7 +74,7 @@ def pool_digest(pool: ImageSet) -> str:
 def run_collect(task: str, images: str, out: str, model_spec: str, n: int, batch: int, seed: int, pool_size: int,
                 resume: bool, variant: str = "paper", dist: Dist | None = None,
                 save_every_s: float = SAVE_EVERY_S) -> RunningMeans:  # fmt: skip
-    from taskvec.checkpoint import load_model
+    from taskvec.model.checkpoint import load_model
 
     dist = dist or Dist()
     with dist.together():
@@ -103,8 +103,8 @@ def run_search_cli(task: str, images: str, out: str, method: str, granularity: s
                    means_file: str | None, n_means: int, reward: str, model_spec: str, pool_size: int,
                    variant: str = "paper", dist: Dist | None = None, **overrides) -> TaskVector:  # fmt: skip
     """``taskvec search``: on every rank the same search (objective calls sharded); rank 0 writes."""
-    from taskvec.checkpoint import load_model
-    from taskvec.search import run_search, save_search
+    from taskvec.model.checkpoint import load_model
+    from taskvec.search.driver import run_search, save_search
 
     dist = dist or Dist()
     with dist.together():

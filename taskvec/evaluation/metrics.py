@@ -13,7 +13,7 @@ from skimage.metrics import structural_similarity
 from torch import Tensor
 
 from taskvec.geometry import normalize
-from taskvec.tasks import get_task
+from taskvec.data.tasks import get_task
 
 # PSNR of identical images would be infinite; MSE is floored so it caps at 100 dB.
 MSE_FLOOR = 1e-10

@@ -15,10 +15,10 @@ if "WORLD_SIZE" in os.environ:  # under torchrun (taskvec.distributed): c10d's n
 
 import click
 
-from taskvec.checkpoint import DEFAULT_MODEL
-from taskvec.config import list_configs
+from taskvec.model.checkpoint import DEFAULT_MODEL
+from taskvec.model.config import list_configs
 from taskvec.errors import OneLineGroup, cli_errors
-from taskvec.tasks import list_tasks
+from taskvec.data.tasks import list_tasks
 
 MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME ({', '.join(list_configs())}), or a .safetensors path"
 task_option = click.option("--task", "task", required=True, type=click.Choice(list_tasks()), help="task name")
@@ -42,7 +42,7 @@ def main() -> None:
 @cli_errors
 def info(model: str) -> None:
     """Print the model's config, parameter count and weight fingerprint as JSON."""
-    from taskvec.checkpoint import model_info
+    from taskvec.model.checkpoint import model_info
 
     click.echo(json.dumps(model_info(model), indent=2))
 
@@ -57,7 +57,7 @@ def convert(src: str, dst: str, config: str | None) -> None:
 
     The pickle is read with torch.load(weights_only=True), allowing only argparse.Namespace
     besides tensors; any other object is refused."""
-    from taskvec.checkpoint import convert_checkpoint
+    from taskvec.model.checkpoint import convert_checkpoint
 
     card = convert_checkpoint(src, dst, config)
     click.echo(f"wrote {dst} ({card['config']['name']}, fingerprint {card['fingerprint'][:16]}…)")
@@ -79,7 +79,7 @@ def prompt(task, query, out, example_in, example_out, canvas, zero_shot, taskvec
     """Answer QUERY by visual prompting (one example pair) or with a task vector (--zero-shot).
 
     The query is used as it is (it is the task's input, e.g. a dark photo for lowlight)."""
-    from taskvec.prompting import run_prompt
+    from taskvec.vectors.prompting import run_prompt
 
     run_prompt(task, query, out, example_in, example_out, canvas, zero_shot, taskvec_file, seed, model)
     click.echo(f"wrote {out}")
@@ -104,8 +104,8 @@ def prompt(task, query, out, example_in, example_out, canvas, zero_shot, taskvec
 @cli_errors
 def train(config, out, steps, batch, lr, seed, images, bank, resume, device, eval_every, time_budget, init, changed_weight, grad_weight) -> None:
     """Train a pixel-head visual-prompting model on packaged photos and procedural scenes."""
-    from taskvec.checkpoint import resolve_device
-    from taskvec.train import TrainConfig, train as run_train
+    from taskvec.model.checkpoint import resolve_device
+    from taskvec.model.train import TrainConfig, train as run_train
 
     device = resolve_device(device)
     if batch % 4:
@@ -134,7 +134,7 @@ def fetch(out: str) -> None:
 
     Train on it with `taskvec train --bank OUT`. Without network access this ends with one line;
     `taskvec train --images DIR` takes any folder of your own photos instead."""
-    from taskvec.fetch import fetch as run_fetch
+    from taskvec.data.fetch import fetch as run_fetch
 
     entries = run_fetch(out)
     n = {k: sum(e.kind == k for e in entries) for k in ("wallpaper", "stamp")}
@@ -150,7 +150,7 @@ def fetch(out: str) -> None:
 def pack(bank: str, out: str) -> None:
     """Pack the image bank BANK into one compact OUT.tar (to carry to a GPU machine);
     `taskvec train --bank OUT.tar` reads it as it is."""
-    from taskvec.bank import pack_bank
+    from taskvec.data.bank import pack_bank
 
     size = pack_bank(bank, out)
     click.echo(f"wrote {out} ({size / 2**20:.1f} MiB)")
@@ -158,7 +158,7 @@ def pack(bank: str, out: str) -> None:
 
 def _register_optional_commands() -> None:
     """Commands that live in their own modules (collect/search/evaluate/figure)."""
-    from taskvec import cli_taskvectors
+    from taskvec.cli import taskvectors as cli_taskvectors
 
     for cmd in cli_taskvectors.COMMANDS:
         main.add_command(cmd)

@@ -1,10 +1,10 @@
 """Site search front door: one call from (model, task, means, images) to a task vector.
 
-The methods live in their own modules — :mod:`taskvec.search_reinforce` (the product's
-method), :mod:`taskvec.search_cma` and :mod:`taskvec.search_grs` (baselines) — and all
-run on the same sites (:func:`taskvec.sites.enumerate_sites`), the same means and the
+The methods live in their own modules — :mod:`taskvec.search.reinforce` (the product's
+method), :mod:`taskvec.search.cma` and :mod:`taskvec.search.grs` (baselines) — and all
+run on the same sites (:func:`taskvec.vectors.sites.enumerate_sites`), the same means and the
 same training/validation split of the image pool, with the batched objective of
-:mod:`taskvec.search_common`. A fixed seed gives an identical result.
+:mod:`taskvec.search.common`. A fixed seed gives an identical result.
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-from taskvec.activations import RunningMeans
+from taskvec.vectors.activations import RunningMeans
 from taskvec.distributed import Dist, digest
 from taskvec.errors import UserError
-from taskvec.imagesets import ImageSet
-from taskvec.model import MaeVQGAN
-from taskvec.search_cma import CmaConfig, search_cma
-from taskvec.search_common import Objective, Queries, SearchResult, plot_curve
-from taskvec.search_grs import GrsConfig, search_grs
-from taskvec.search_reinforce import ReinforceConfig, search_reinforce
-from taskvec.sites import SiteSpace, enumerate_sites
-from taskvec.taskvector import TaskVector, make_taskvector
+from taskvec.data.imagesets import ImageSet
+from taskvec.model.mae_vqgan import MaeVQGAN
+from taskvec.search.cma import CmaConfig, search_cma
+from taskvec.search.common import Objective, Queries, SearchResult, plot_curve
+from taskvec.search.grs import GrsConfig, search_grs
+from taskvec.search.reinforce import ReinforceConfig, search_reinforce
+from taskvec.vectors.sites import SiteSpace, enumerate_sites
+from taskvec.vectors.taskvector import TaskVector, make_taskvector
 
 Method = Literal["reinforce", "cma", "grs"]
 METHODS: tuple[str, ...] = ("reinforce", "cma", "grs")

@@ -23,14 +23,14 @@ import torch
 from torch import Tensor
 
 from taskvec.errors import UserError, atomic_paths, check_finite
-from taskvec.model import BlockId, MaeVQGAN, Patch
-from taskvec.sites import Site, SiteSpace
+from taskvec.model.mae_vqgan import BlockId, MaeVQGAN, Patch
+from taskvec.vectors.sites import Site, SiteSpace
 
 if TYPE_CHECKING:
-    from taskvec.activations import RunningMeans
+    from taskvec.vectors.activations import RunningMeans
 
 FORMAT = "taskvec-taskvector/1"
-TASKVECTOR_DIR = Path(__file__).parent / "taskvectors"
+TASKVECTOR_DIR = Path(__file__).parents[1] / "taskvectors"  # package data of taskvec/
 
 
 def _block_key(bid: BlockId) -> str:
@@ -38,7 +38,7 @@ def _block_key(bid: BlockId) -> str:
 
 
 def _parse_block(key: str) -> BlockId:
-    from taskvec.activations import parse_block_key
+    from taskvec.vectors.activations import parse_block_key
 
     return parse_block_key(key)
 
@@ -141,7 +141,7 @@ class TaskVector:
 
     def check_model(self, model: MaeVQGAN) -> None:
         """Refuse a model whose weights differ from the ones this vector was searched on."""
-        from taskvec.checkpoint import model_fingerprint
+        from taskvec.model.checkpoint import model_fingerprint
 
         fp = model_fingerprint(model)
         if fp != self.model_fingerprint:
@@ -203,7 +203,7 @@ def make_taskvector(model: MaeVQGAN, means: "RunningMeans", sites: list[Site], s
     """Task vector patching the sites where ``selection`` [S] is 1 with ``means``.
 
     ``meta`` may name ``method`` and ``granularity``; the rest goes to ``meta``."""
-    from taskvec.checkpoint import model_fingerprint
+    from taskvec.model.checkpoint import model_fingerprint
 
     means.check_model(model)
     sel = selection.reshape(-1).float()

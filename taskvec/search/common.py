@@ -1,7 +1,7 @@
 """What every site search shares: training queries, the batched objective, results, plots.
 
 The objective scores K site-sets on R zero-shot queries in ONE forward of K·R canvases
-(sample i uses patch row i // R, see :class:`taskvec.model.Patch`), so a search step
+(sample i uses patch row i // R, see :class:`taskvec.model.mae_vqgan.Patch`), so a search step
 costs one batched forward rather than K·R small ones.
 
 Rewards (``reward``):
@@ -27,11 +27,11 @@ from torch import Tensor
 
 from taskvec import geometry as G
 from taskvec.distributed import Dist
-from taskvec.imagesets import ImageSet, make_queries
-from taskvec.metrics import changed_pixels, hole_psnr, iou, mse_normalized, psnr
-from taskvec.model import BlockId, MaeVQGAN
-from taskvec.sites import SiteSpace
-from taskvec.tasks import get_task
+from taskvec.data.imagesets import ImageSet, make_queries
+from taskvec.evaluation.metrics import changed_pixels, hole_psnr, iou, mse_normalized, psnr
+from taskvec.model.mae_vqgan import BlockId, MaeVQGAN
+from taskvec.vectors.sites import SiteSpace
+from taskvec.data.tasks import get_task
 
 RewardName = Literal["auto", "metric", "mse", "changed"]
 REWARDS: tuple[str, ...] = ("auto", "metric", "mse", "changed")

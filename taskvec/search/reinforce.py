@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from taskvec.search_common import Objective, Queries, SearchResult, config_dict
+from taskvec.search.common import Objective, Queries, SearchResult, config_dict
 
 
 @dataclass

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from taskvec import geometry as G
 from taskvec.evaluation import metrics as M
 from taskvec.model.checkpoint import load_model
 from taskvec.data.images import VAL_PHOTOS, packaged_photos, random_crops
@@ -83,7 +84,7 @@ def evaluate_quality(model_spec: str = "tiny", n: int = 96, seed: int = 7) -> di
     gen = torch.Generator().manual_seed(seed)
 
     canvas, target, q_in = build_canvases("lowlight", ex, q, gen, "paper", with_answer=False)
-    pred, _ = one_shot(model, canvas[:, :, :111, :111], canvas[:, :, :111, 113:], q_in)
+    pred, _ = one_shot(model, G.get_cell(canvas, "example_in"), G.get_cell(canvas, "example_out"), q_in)
     rows["lowlight"] = {"psnr": M.psnr(pred, target).mean().item(), "input_psnr": M.psnr(q_in, target).mean().item(),
                         "ssim": M.ssim(pred, target).mean().item()}
 
@@ -94,14 +95,14 @@ def evaluate_quality(model_spec: str = "tiny", n: int = 96, seed: int = 7) -> di
     rows["inpainting"]["model_pasted_ssim"] = M.ssim(M.paste_hole(fills["model"], target, hole), target).mean().item()
 
     canvas, target, q_in = build_canvases("colorization", ex, q, gen, "paper", with_answer=False)
-    pred, _ = one_shot(model, canvas[:, :, :111, :111], canvas[:, :, :111, 113:], q_in)
+    pred, _ = one_shot(model, G.get_cell(canvas, "example_in"), G.get_cell(canvas, "example_out"), q_in)
     rows["colorization"] = {"mse": M.mse_normalized(pred, target).mean().item(),
                             "input_mse": M.mse_normalized(q_in, target).mean().item(),
                             "psnr": M.psnr(pred, target).mean().item()}
 
     sex, sexm, sq, sqm = heldout_scenes(n, seed + 100)
     canvas, target, q_in = build_canvases("segmentation", sex, sq, gen, "paper", sexm, sqm, with_answer=False)
-    pred, _ = one_shot(model, canvas[:, :, :111, :111], canvas[:, :, :111, 113:], q_in)
+    pred, _ = one_shot(model, G.get_cell(canvas, "example_in"), G.get_cell(canvas, "example_out"), q_in)
     rows["segmentation"] = {"iou": M.iou(pred, target).mean().item()}
 
     rows["task_identification"] = task_identification(model, sex, sexm, sq, sqm, gen)
@@ -171,7 +172,7 @@ def bank_quality(model_spec: str | MaeVQGAN, bank: str, n: int = 96, seed: int =
         rows["inpainting"] = fill_metrics(fills, target, hole)
         for t, variant in (("lowlight", "paper"), ("lowlight", "realistic"), ("colorization", "paper")):
             canvas, target, q_in = build_canvases(t, ex, q, gen, variant, with_answer=False)
-            pred, _ = one_shot(model, canvas[:, :, :111, :111], canvas[:, :, :111, 113:], q_in)
+            pred, _ = one_shot(model, G.get_cell(canvas, "example_in"), G.get_cell(canvas, "example_out"), q_in)
             rows[f"{t}_{variant}"] = {"psnr": M.psnr(pred, target).mean().item(),
                                       "input_psnr": M.psnr(q_in, target).mean().item(),
                                       "mse": M.mse_normalized(pred, target).mean().item(),
@@ -179,7 +180,7 @@ def bank_quality(model_spec: str | MaeVQGAN, bank: str, n: int = 96, seed: int =
         (sex, sexm), (sq, sqm) = composite_stamps(bank_crops(b, n, gen), b.stamps, gen), \
             composite_stamps(bank_crops(b, n, gen), b.stamps, gen)
         canvas, target, q_in = build_canvases("segmentation", sex, sq, gen, "paper", sexm, sqm, with_answer=False)
-        pred, _ = one_shot(model, canvas[:, :, :111, :111], canvas[:, :, :111, 113:], q_in)
+        pred, _ = one_shot(model, G.get_cell(canvas, "example_in"), G.get_cell(canvas, "example_out"), q_in)
         rows["segmentation"] = {"iou": M.iou(pred, target).mean().item()}
         out[f"bank_{split}"] = {t: {m: round(float(v), 4) for m, v in r.items()} for t, r in rows.items()}
     return out

@@ -21,7 +21,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import numpy as np
 import onnx
@@ -29,7 +29,8 @@ import torch
 
 from export import check as C
 from export import graph_edit as E
-from export.spec import FLOAT_OUTPUT, GRAPH_KINDS, OPSET, PRODUCER, SPEC, input_names, onnx_filename, patch_name
+from export.spec import (FLOAT_OUTPUT, GRAPH_KINDS, OPSET, PRODUCER, SPEC, GraphKind, input_names, onnx_filename,
+                         patch_name)
 from export.wrapper import (
     DecodeKind,
     InContextGraph,
@@ -263,7 +264,7 @@ def export_task(
     model: str | MaeVQGAN = DEFAULT_MODEL,
     taskvec: Any = None,
     out_dir: str | os.PathLike = "exported",
-    graph: Literal["task", "in-context", "switchable"] = "task",
+    graph: GraphKind = "task",
     check: bool = True,
     halo: int = 0,
     check_batch: int = 4,

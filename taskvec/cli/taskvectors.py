@@ -8,12 +8,15 @@ output files atomically (nothing is left behind on failure).
 from __future__ import annotations
 
 import json
+from typing import get_args
 
 import click
 
 from taskvec.model.checkpoint import DEFAULT_MODEL
 from taskvec.errors import CommonOptionsCommand, UserError, atomic_path, cli_errors
-from taskvec.data.tasks import list_tasks
+from taskvec.data.tasks import Variant, list_tasks
+from taskvec.search import METHODS, REWARDS
+from taskvec.vectors.sites import GRANULARITIES
 
 IMAGES_HELP = (
     "image folder, or packaged:train / packaged:val (crops of the packaged photos; procedural "
@@ -25,7 +28,7 @@ model_option = click.option("--model", default=DEFAULT_MODEL, show_default=True,
 pool_option = click.option("--pool", default=512, show_default=True, type=click.IntRange(min=1), help="images drawn from packaged:* sources")
 dist_timeout_option = click.option("--dist-timeout", default=600.0, show_default=True, metavar="SECONDS",
                                    help="under torchrun: give up on ranks that cannot be reached (or stall) this long")
-variant_option = click.option("--variant", type=click.Choice(["paper", "realistic"]), default="paper", show_default=True,
+variant_option = click.option("--variant", type=click.Choice(get_args(Variant)), default="paper", show_default=True,
                               help="task construction: the paper's (e.g. 0.5·image) or the realistic one (gamma, gain, noise)")
 
 
@@ -71,14 +74,14 @@ def collect(task, images, out, model, n, batch, seed, pool, resume, save_every, 
 @task_option
 @images_option
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="task-vector file (.safetensors; .json and .png beside it)")
-@click.option("--method", type=click.Choice(["reinforce", "cma", "grs"]), default="reinforce", show_default=True)
-@click.option("--granularity", type=click.Choice(["head", "region", "token"]), default="region", show_default=True,
+@click.option("--method", type=click.Choice(METHODS), default="reinforce", show_default=True)
+@click.option("--granularity", type=click.Choice(GRANULARITIES), default="region", show_default=True,
               help="site = head (all tokens), head×region (cls/query/answer), or head×token")  # fmt: skip
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="REINFORCE steps / GRS max rounds (default: the method's)")
 @click.option("--seed", default=0, show_default=True, help="same seed → identical result")
 @click.option("--means", "means_file", type=click.Path(dir_okay=False), help="means from `taskvec collect` (default: collect --n-means now)")
 @click.option("--n-means", default=512, show_default=True, type=click.IntRange(min=1), help="canvases for the means when --means is not given")
-@click.option("--reward", type=click.Choice(["auto", "metric", "mse", "changed"]), default="auto", show_default=True,
+@click.option("--reward", type=click.Choice(REWARDS), default="auto", show_default=True,
               help="metric: PSNR (IoU for segmentation); mse: −normalised MSE; changed: PSNR over the "
                    "pixels the task changes (the hole); auto: changed for in-painting, mse for colorization, else metric")  # fmt: skip
 @click.option("--k", type=click.IntRange(min=2), default=None, help="REINFORCE: site-sets per step")

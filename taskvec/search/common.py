@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Mapping
 
 import torch
 from torch import Tensor
@@ -30,11 +30,10 @@ from taskvec.distributed import Dist
 from taskvec.data.imagesets import ImageSet, make_queries
 from taskvec.evaluation.metrics import changed_pixels, hole_psnr, iou, mse_normalized, psnr
 from taskvec.model.mae_vqgan import BlockId, MaeVQGAN
+from taskvec.search import REWARDS
 from taskvec.vectors.sites import SiteSpace
 from taskvec.data.tasks import get_task
 
-RewardName = Literal["auto", "metric", "mse", "changed"]
-REWARDS: tuple[str, ...] = ("auto", "metric", "mse", "changed")
 AUTO_REWARD = {"inpainting": "changed", "colorization": "mse"}
 MAX_BATCH = 256  # canvases per forward; K·R above this is split over K
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from taskvec.vectors.activations import RunningMeans
 from taskvec.distributed import Dist, digest
 from taskvec.errors import UserError
 from taskvec.data.imagesets import ImageSet
 from taskvec.model.mae_vqgan import MaeVQGAN
+from taskvec.search import METHODS
 from taskvec.search.cma import CmaConfig, search_cma
 from taskvec.search.common import Objective, Queries, SearchResult, plot_curve
 from taskvec.search.grs import GrsConfig, search_grs
@@ -25,8 +26,6 @@ from taskvec.search.reinforce import ReinforceConfig, search_reinforce
 from taskvec.vectors.sites import SiteSpace, enumerate_sites
 from taskvec.vectors.taskvector import TaskVector, make_taskvector
 
-Method = Literal["reinforce", "cma", "grs"]
-METHODS: tuple[str, ...] = ("reinforce", "cma", "grs")
 _RUNNERS = {"reinforce": (ReinforceConfig, search_reinforce), "cma": (CmaConfig, search_cma), "grs": (GrsConfig, search_grs)}
 # --steps means: REINFORCE steps; GRS at most that many rounds; CMA has no steps.
 _STEPS_FIELD = {"reinforce": "steps", "grs": "max_rounds"}

@@ -14,7 +14,7 @@ different site-sets run in one batched forward.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Mapping, Sequence
+from typing import Literal, Mapping, Sequence, get_args
 
 import torch
 from torch import Tensor
@@ -24,7 +24,7 @@ from taskvec.model.config import ModelConfig
 from taskvec.model.mae_vqgan import BlockId, Patch, Stage
 
 Granularity = Literal["head", "region", "token"]
-GRANULARITIES: tuple[str, ...] = ("head", "region", "token")
+GRANULARITIES: tuple[str, ...] = get_args(Granularity)
 STAGE_REGIONS: dict[str, tuple[str, ...]] = {"enc": ("cls", "query"), "dec": ("cls", "query", "answer")}
 
 

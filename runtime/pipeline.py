@@ -194,6 +194,7 @@ def run(
     reconnect_delay: float = 1.0,
     paint_masks: bool = False,
     on_frame: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+    extra: dict | None = None,
 ) -> Stats:
     """Run ``predictor`` (``predictor(image, timer) -> image``) over ``source`` until it ends.
 
@@ -202,6 +203,7 @@ def run(
     (the middle one when the length is known, else the 30th). ``paint_masks``: in the window,
     draw the in-painting hole with the mouse (the predictor's ``set_mask`` receives it).
     ``on_frame(i, input, output)`` is called for every processed frame (tests, metrics).
+    ``extra``: a dict copied into ``Stats.extra`` at the end (what the caller adds meanwhile counts).
     Raises SourceError / SinkError with a one-line message.
     """
     if frames is not None and frames <= 0:
@@ -290,6 +292,7 @@ def run(
         output=str(output) if output is not None and n > 0 else None,
         stopped_by=stopped_by,
         reconnects=reconnects,
+        extra=dict(extra or {}),
     )
     if stats_path is not None:
         write_stats(stats, stats_path)

@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -516,8 +515,11 @@ def _check_sample(spec: SourceSpec, size: tuple[int, int]) -> None:
         raise SourceError(str(e)) from None
 
 
-def open_source(spec: SourceSpec | str | int) -> VideoSource:
-    """Open a source (a :class:`SourceSpec` or a URI); raises :class:`SourceError`."""
+def open_source(spec: SourceSpec | str | int, cache_dir: str | os.PathLike[str] | None = None) -> VideoSource:
+    """Open a source (a :class:`SourceSpec` or a URI); raises :class:`SourceError`.
+
+    ``sample:TASK`` clips come from the runtime cache (``cache_dir``, default
+    ``~/.cache/taskvec``): made on first use, reused while their content hash matches."""
     if not isinstance(spec, SourceSpec):
         spec = parse_source(spec)
     if spec.kind == "images":
@@ -525,24 +527,18 @@ def open_source(spec: SourceSpec | str | int) -> VideoSource:
     if spec.kind != "sample":
         return CaptureSource(spec)
     try:
-        from runtime.sample import make_sample_clip  # lazy: only sample: URIs need the generator
+        from runtime.sample import cached_sample_clip  # lazy: only sample: URIs need the generator
     except ImportError as e:
         raise SourceError(f"cannot make {spec.describe()}: the sample generator is unavailable ({e})") from None
-    tmpdir = tempfile.mkdtemp(prefix="tvsample-")
     try:
         size = (spec.int_option("width", 640), spec.int_option("height", 480))
         _check_sample(spec, size)
-        path = make_sample_clip(spec.location, os.path.join(tmpdir, f"{spec.location}.mp4"),
-                                frames=spec.int_option("frames", 120), size=size)
-        inner = parse_source(str(path))
-        if inner.kind == "images":
-            raise SourceError(f"cannot make {spec.describe()}: the generator returned a folder, expected a video file")
-        return CaptureSource(SourceSpec("file", inner.location, spec.options, spec.uri), cleanup_dir=tmpdir)
+        path, _ = cached_sample_clip(spec.location, frames=spec.int_option("frames", 120), size=size,
+                                     cache_dir=cache_dir)
+        return CaptureSource(SourceSpec("file", str(path), spec.options, spec.uri))
     except SourceError:
-        shutil.rmtree(tmpdir, ignore_errors=True)
         raise
-    except Exception as e:  # unknown task, codec missing, …
-        shutil.rmtree(tmpdir, ignore_errors=True)
+    except Exception as e:  # unknown task, codec missing, unwritable cache, …
         raise SourceError(f"cannot make {spec.describe()}: {e}") from None
 
 

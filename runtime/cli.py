@@ -259,7 +259,8 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
             stats = run(src, predictor, backend_name=be.name, output=output, headless=headless, overlay=overlay,
                         frames=frames, stats_path=stats_path, before_after=before_after, loop=loop,
                         reconnect=reconnect if src.is_live else 0,
-                        paint_masks=(task == "inpainting" and not headless), on_frame=on_frame, extra=extra)
+                        paint_masks=(task == "inpainting" and not headless), on_frame=on_frame, extra=extra,
+                        progress=headless)
     except (SourceError, SinkError) as e:
         return err(str(e), 1)
     except (UserError, ValueError) as e:

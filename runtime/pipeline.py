@@ -195,6 +195,7 @@ def run(
     paint_masks: bool = False,
     on_frame: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
     extra: dict | None = None,
+    progress: bool = False,
 ) -> Stats:
     """Run ``predictor`` (``predictor(image, timer) -> image``) over ``source`` until it ends.
 
@@ -204,6 +205,8 @@ def run(
     draw the in-painting hole with the mouse (the predictor's ``set_mask`` receives it).
     ``on_frame(i, input, output)`` is called for every processed frame (tests, metrics).
     ``extra``: a dict copied into ``Stats.extra`` at the end (what the caller adds meanwhile counts).
+    ``progress``: a progress bar on stderr (frames done, FPS, time left) when the length is known
+    (``frames``, or a file's frame count); headless tvrun turns it on.
     Raises SourceError / SinkError with a one-line message.
     """
     if frames is not None and frames <= 0:
@@ -231,6 +234,12 @@ def run(
                                                   reconnect_delay=reconnect_delay, close_source=False))
         painter: MaskPainter | None = None
         painter_seen = -1
+        bar = None
+        if progress and length:
+            from tqdm import tqdm
+
+            bar = stack.enter_context(tqdm(total=length, desc="tvrun", unit="frame", mininterval=0.5,
+                                           dynamic_ncols=True))
         t_start = time.perf_counter()
         try:
             while frames is None or n < frames:
@@ -262,6 +271,8 @@ def run(
                     pair = (frame.image, out)
                 n += 1
                 timer.tick()
+                if bar is not None:
+                    bar.update(1)
                 if key is not None and key in QUIT_KEYS:
                     stopped_by = "key"
                     break

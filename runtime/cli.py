@@ -118,6 +118,9 @@ def check_graph_options(task: str, engine: str | None, onnx: str | None, backend
               help="task-vector file (default: the task's shipped vector)")
 @click.option("--backend", type=click.Choice(("auto", "tensorrt", "onnxruntime", "torch")), default="auto",
               show_default=True, help="auto picks TensorRT engine > ORT TensorRT/CUDA > ORT CPU > torch")
+@click.option("--precision", type=click.Choice(("fp32", "fp16")), default="fp32", show_default=True,
+              help="ONNX Runtime's TensorRT provider: build its engine in FP16 (LayerNorm kept FP32); engines "
+                   "and the timing cache are kept in --cache-dir/ort-trt, so only the first launch builds")
 @click.option("--headless", is_flag=True, help="no window (servers, benchmarks)")
 @click.option("--output", default=None, metavar="PATH", help="write frames to a video (.mp4/.avi) or an image folder")
 @click.option("--overlay", is_flag=True, help="also draw the FPS overlay into --output (always in the window)")
@@ -152,7 +155,7 @@ def check_graph_options(task: str, engine: str | None, onnx: str | None, backend
 @click.option("--cache-dir", default=None, metavar="DIR", help="where exported graphs are cached (~/.cache/taskvec)")
 def main(camera, source, task, engine, onnx, model, taskvec, backend, headless, output, overlay, frames, loop,
          stats_path, mask, mask_rect, tiles, gain_mode, transfer, noise_k, lift, temporal_alpha, before_after, cache_dir,
-         reconnect, guide_blur) -> None:
+         reconnect, guide_blur, precision) -> None:
     """Run a task-vector filter on live video: source → graph → window/file.
 
     Prints which backend it picked and why, and at the end one line with frames, FPS,
@@ -162,14 +165,14 @@ def main(camera, source, task, engine, onnx, model, taskvec, backend, headless, 
                      frames=frames, loop=loop, stats_path=stats_path, mask=mask, mask_rect=mask_rect, tiles=tiles,
                      gain_mode=gain_mode, before_after=before_after, cache_dir=cache_dir, reconnect=reconnect,
                      transfer=transfer, noise_k=noise_k, lift=lift, temporal_alpha=temporal_alpha,
-                     guide_blur=guide_blur)
+                     guide_blur=guide_blur, precision=precision)
 
 
 def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="tiny", taskvec=None, backend="auto",
             headless=False, output=None, overlay=False, frames=None, loop=False, stats_path=None, mask=None,
             mask_rect=None, tiles=None, gain_mode="rgb", before_after=None, cache_dir=None, reconnect=0,
             transfer="denoise", noise_k=None, lift=None, temporal_alpha=None,
-            guide_blur=None) -> int:
+            guide_blur=None, precision="fp32") -> int:
     """The command as a function: 0 on success, 2 for bad input, 1 when a source fails mid-run."""
     from runtime.sinks import SinkError
     from runtime.sources import SourceError
@@ -240,16 +243,17 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
                 factory = export_on_first_use
             status.phase("backend", "starting the backend")
             be = open_backend(backend, onnx=onnx, engine=engine, model=model, task=task, onnx_factory=factory,
-                              taskvec=taskvec)
+                              taskvec=taskvec, cache_dir=cache_dir, fp16=precision == "fp16")
         except (UserError, ValueError, OSError) as e:
             return err(one_line(e), 2)
         with be:
             status.clear_line()
-            print(f"backend: {be.name} — {be.reason}", flush=True)  # stdout: stderr is for the error line
+            options = f" [{be.options_line}]" if getattr(be, "options_line", "") else ""
+            print(f"backend: {be.name} — {be.reason}{options}", flush=True)  # stdout: stderr is for the error line
             status.phase("first frame", "the first frame")
             predictor = make_predictor(task, be, tiles=tile_rc, mask=hole, rect=rect, gain_mode=gain_mode,
                                        lowlight=lowlight)
-            extra: dict = {}
+            extra: dict = {"provider_options": getattr(be, "options", {}), "precision": precision}
 
             def on_frame(i: int, _inp, _out) -> None:
                 if i == 0:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -26,10 +25,10 @@ from typing import Callable
 
 import numpy as np
 
-from benchmarks.forward_latency import summarize
 from benchmarks.bench_report import BACKEND_ORDER, compute_ratios
 from benchmarks.graph_runners import (PRECISIONS, Runner, engine_for, matmul_peak, ort_runner, time_loop, torch_runner,
                                       trt_runner)
+from benchmarks.stats import HEADLINE, host_load_warnings, latency_stats, load_average, ratio_warnings, throughput
 from taskvec.errors import UserError
 
 BACKENDS: tuple[str, ...] = BACKEND_ORDER
@@ -39,14 +38,6 @@ EXPORTS = {"task-vector": ("task", "answer", 1), "in-context": ("in-context", "a
            "task-vector-full-decode": ("task", "full", 1)}
 E2E_STAGES = ("capture", "preprocess", "infer", "postprocess", "output")
 E2E_TASKS = ("lowlight", "inpainting")
-
-
-def latency_stats(ms) -> dict[str, float]:
-    """{"p50", "p90", "p99", "mean"} in ms (numpy linear percentiles, rounded to µs)."""
-    a = np.asarray(ms, dtype=np.float64)
-    if a.size == 0:
-        raise ValueError("no latency samples")
-    return summarize(a)
 
 
 @dataclass(frozen=True)
@@ -222,7 +213,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
 
     backends = check_config(cfg)
     have = available()
-    load_start = os.getloadavg()
+    load_start = load_average()
     model = load_model(cfg.model)
     tv, tv_source = _taskvector(model, cfg.task)
     skipped: list[dict] = []
@@ -247,6 +238,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
         modules = _wrapper_modules(model, tv, graphs) if "torch" in backends else {}
         engines: dict = {}
         power = stack.enter_context(TegrastatsSampler(interval_ms=50))
+        plan = _plan(cfg, backends, graphs, have)
+        done = 0
         for backend in backends:
             for precision in sorted(set(cfg.precisions), key=PRECISIONS.index):  # torch fp16 e2e halves the model
                 ok, why = fp16_support(backend, have) if precision == "fp16" else (True, "")
@@ -260,19 +253,27 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
                     for name in graphs:
                         runner = _make_runner(backend, name, precision, batch, cfg, onnx[name], modules, engines,
                                               workdir, log)
+                        done += 1
+                        bar = RowProgress(f"[{done}/{plan}] {backend} {precision} b{batch} {name}", cfg)
                         try:
                             t0 = time.monotonic()
                             ms = time_loop(runner.fn, iters=cfg.iters, duration_s=cfg.duration_s,
-                                           min_iters=cfg.min_iters, warmup=cfg.warmup, timer=runner.timer)
+                                           min_iters=cfg.min_iters, warmup=cfg.warmup, timer=runner.timer,
+                                           on_call=bar.update)
                             t1 = time.monotonic()
                         finally:
+                            bar.close()
                             runner.close()
                         row = _row(cfg, backend, runner, name, precision, batch, ms, macs[name], peaks[peak_key])
+                        row["throughput_fps"] = throughput(int(ms.size) * batch, bar.wall_s)
+                        row["wall_s"] = round(bar.wall_s, 3)
                         row["energy_mj_per_frame"] = _energy(power, t0, t1, ms.size * batch)
                         results.append(row)
                         samples[row["name"]] = ms
                         log(_line(row))
                 if cfg.frames > 0 and cfg.task in E2E_TASKS:
+                    done += 1
+                    log(f"[{done}/{plan}] end to end:")
                     row, per_frame = end_to_end(cfg, backend, precision, model, tv, onnx["task-vector"], engines,
                                                 macs["task-vector"], power, log)
                     results.append(row)
@@ -286,8 +287,13 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
         notes.append(f"{len(short)} graph row(s) timed with fewer than 200 calls (see 'iterations'): their p99 "
                      "is close to the maximum of few samples")
     env = capture_environment()
-    env["host_load_average"] = {"start": [round(x, 2) for x in load_start], "end": [round(x, 2) for x in os.getloadavg()]}
+    load_end = load_average()
+    env["host_load_average"] = {"start": list(load_start) if load_start else None,
+                                "end": list(load_end) if load_end else None}
     env["torch_threads"] = _torch_threads()
+    warnings = host_load_warnings(load_start, load_end) + ratio_warnings(results)
+    for w in warnings:
+        log(f"warning: {w}")
     return {
         "environment": env,
         "config": {**asdict(cfg), "backends": backends, "model_config": model.cfg.name, "head": model.cfg.head},
@@ -298,6 +304,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
         "skipped": skipped,
         "power": power_summary,
         "notes": notes,
+        "warnings": warnings,
+        "headline": HEADLINE,
         "_samples": samples,
     }
 
@@ -337,8 +345,43 @@ def _row(cfg, backend, runner: Runner, graph, precision, batch, ms, gmac_frame, 
 def _line(row: dict) -> str:
     lat = row["latency_ms"]
     extra = f"  {row['pct_of_peak']:5.1f}% of peak" if "pct_of_peak" in row else ""
-    return (f"{row['name']:<58} p50 {lat['p50']:9.2f} ms  p99 {lat['p99']:9.2f} ms  {row['fps']:8.1f} FPS  "
-            f"n={row['iterations']}{extra}")
+    tput = row.get("throughput_fps")
+    return (f"{row['name']:<58} p90 {lat['p90']:9.2f} ms  (p50 {lat['p50']:.2f}, p99 {lat['p99']:.2f})  "
+            f"{tput if tput is not None else float('nan'):8.1f}/s wall  n={row['iterations']}{extra}")
+
+
+def _plan(cfg: BenchConfig, backends: list[str], graphs: list[str], have: dict[str, str]) -> int:
+    """How many rows the run will measure (for the ``[i/n]`` of each progress bar)."""
+    n = 0
+    for backend in backends:
+        for precision in set(cfg.precisions):
+            if precision == "fp16" and not fp16_support(backend, have)[0]:
+                continue
+            n += len(cfg.batches) * len(graphs) + (1 if cfg.frames > 0 and cfg.task in E2E_TASKS else 0)
+    return n
+
+
+class RowProgress:
+    """A tqdm bar for one row: calls out of ``iters``, or seconds out of ``duration_s``, with
+    tqdm's estimate of the time left; ``wall_s`` is the timed loop's wall time."""
+
+    def __init__(self, desc: str, cfg: BenchConfig) -> None:
+        from tqdm import tqdm
+
+        self.by_time = cfg.duration_s is not None
+        total = round(cfg.duration_s, 1) if self.by_time else cfg.iters
+        self.bar = tqdm(total=total, desc=desc, unit="s" if self.by_time else "call", leave=False,
+                        mininterval=0.5, dynamic_ncols=True)
+        self.wall_s = 0.0
+
+    def update(self, n: int, wall_s: float) -> None:
+        self.wall_s = wall_s
+        done = min(round(wall_s, 1), self.bar.total) if self.by_time else n
+        if done > self.bar.n:
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def end_to_end(cfg: BenchConfig, backend: str, precision: str, model, tv, onnx: Path, engines: dict,
@@ -376,7 +419,8 @@ def end_to_end(cfg: BenchConfig, backend: str, precision: str, model, tv, onnx: 
         log(f"end-to-end: {be.name} on {uri}, {cfg.frames} frames…")
         t0 = time.monotonic()
         try:
-            stats = run(src, timed, backend_name=be.name, headless=True, frames=cfg.frames, loop=loopable)
+            stats = run(src, timed, backend_name=be.name, headless=True, frames=cfg.frames, loop=loopable,
+                        progress=True)
         except (SourceError, SinkError) as e:
             raise UserError(f"end-to-end run on {uri}: {e}") from None
         t1 = time.monotonic()
@@ -386,7 +430,7 @@ def end_to_end(cfg: BenchConfig, backend: str, precision: str, model, tv, onnx: 
     per_frame = np.sum([s[-n:] for s in per_stage], axis=0)
     runner = Runner(lambda: None, "perf_counter", be.name)
     row = _row(cfg, backend, runner, "task-vector", precision, 1, per_frame, gmac_frame, None, scope="end-to-end")
-    row.update(fps=round(stats.fps, 2), stages_ms={k: {q: round(v, 3) for q, v in s.items()}
+    row.update(fps=round(stats.fps, 2), throughput_fps=round(stats.fps, 2), wall_s=stats.wall_s, stages_ms={k: {q: round(v, 3) for q, v in s.items()}
                                                  for k, s in stats.stages_ms.items()},
                source=uri, source_detail=stats.source, resolution=stats.resolution, dropped=stats.dropped,
                transfer=cfg.transfer if cfg.task == "lowlight" else None,

@@ -97,6 +97,15 @@ def _f(x, digits: int = 2) -> str:
     return f"{x:.{digits}f}" if isinstance(x, float) else str(x)
 
 
+def _lat_cells(row: dict) -> str:
+    """p90 (bold), min, median, mean, p95, p99, max as table cells (older reports: what they have)."""
+    lat = row["latency_ms"]
+    keys = ("p90", "min", "median", "mean", "p95", "p99", "max")
+    cells = [_f(lat.get(k, lat.get("p50") if k == "median" else None)) for k in keys]
+    cells[0] = f"**{cells[0]}**"
+    return " | ".join(cells)
+
+
 def to_markdown(report: dict) -> str:
     env = report["environment"]
     cfg = report["config"]
@@ -116,19 +125,24 @@ def to_markdown(report: dict) -> str:
            f"{jet.get('jetson_clocks')}." if jet else ""),
         f"Timing: {cfg['warmup']} warm-up calls, then "
         + (f"≥{cfg['duration_s']} s and ≥{cfg['min_iters']} calls" if cfg.get("duration_s") else f"{cfg['iters']} calls")
-        + " per row. Latency in ms; FPS = batch / p50. GMAC per frame counted from the exported ONNX graph; "
-        "% of peak = achieved GMAC/s ÷ a matrix product measured on the same backend.",
+        + " per row. Latency in ms, **p90 is the headline** (MLPerf single-stream); throughput = frames ÷ the "
+        "timed loop's wall time (trtexec's). GMAC per frame counted from the exported ONNX graph; "
+        "% of peak = achieved GMAC/s at p50 ÷ a matrix product measured on the same backend.",
+    ]
+    if report.get("warnings"):
+        lines += ["", *[f"> **Warning:** {w}." for w in report["warnings"]]]
+    lines += [
         "",
         "## Graph only",
         "",
-        "| graph | runner | prec | batch | iters | p50 | p90 | p99 | mean | FPS | GMAC/frame | GMAC/s | % peak |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| graph | runner | prec | batch | iters | **p90** | min | median | mean | p95 | p99 | max | frames/s (wall) "
+        "| GMAC/frame | GMAC/s | % peak |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in (r for r in report["results"] if r.get("scope", "graph") == "graph"):
-        lat = r["latency_ms"]
         lines.append(
-            f"| {r['graph']} | {r['runner']} | {r['precision']} | {r['batch']} | {r['iterations']} | {lat['p50']:.2f} "
-            f"| {lat['p90']:.2f} | {lat['p99']:.2f} | {lat['mean']:.2f} | {r['fps']:.1f} | {_f(r['gmac_per_frame'], 3)} "
+            f"| {r['graph']} | {r['runner']} | {r['precision']} | {r['batch']} | {r['iterations']} | {_lat_cells(r)} "
+            f"| {_f(r.get('throughput_fps'), 1)} | {_f(r['gmac_per_frame'], 3)} "
             f"| {_f(r.get('achieved_gmac_s'), 1)} | {_f(r.get('pct_of_peak'), 1)} |")
     e2e = [r for r in report["results"] if r.get("scope") == "end-to-end"]
     if e2e:
@@ -136,16 +150,14 @@ def to_markdown(report: dict) -> str:
                   if any(s in r["stages_ms"] for r in e2e)]
         lines += ["", "## End to end (tvrun pipeline, batch 1)", "",
                   "Per-frame latency = capture + preprocess + infer + postprocess + output; FPS = frames / wall time.",
-                  "", "| runner | prec | source | frames | p50 | p90 | p99 | FPS | " +
-                  " | ".join(f"{s} p50" for s in stages) + " |",
-                  "|---|---|---|---:|---:|---:|---:|---:|" + "---:|" * len(stages)]
+                  "", "| runner | prec | source | frames | **p90** | min | median | mean | p95 | p99 | max | FPS (wall) | "
+                  + " | ".join(f"{s} p50" for s in stages) + " |",
+                  "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * len(stages)]
         for r in e2e:
-            lat = r["latency_ms"]
             cells = " | ".join(_f(r["stages_ms"].get(s, {}).get("p50")) for s in stages)
             src = r["source"] + (f" (--transfer {r['transfer']})" if r.get("transfer") else "")
             lines.append(f"| {r['runner']} | {r['precision']} | {src} {r['resolution'][0]}x{r['resolution'][1]} "
-                         f"| {r['iterations']} | {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} "
-                         f"| {r['fps']:.1f} | {cells} |")
+                         f"| {r['iterations']} | {_lat_cells(r)} | {r['fps']:.1f} | {cells} |")
     lines += ["", "## Ratios (p50 latency, this run; A / B < 1 means A is faster)", "", "| comparison | ratio |",
               "|---|---:|"]
     lines += [f"| {k} | {v:.3f} |" for k, v in report["ratios"].items()]
@@ -167,18 +179,32 @@ def write_markdown(report: dict, path: str | Path) -> None:
         tmp.write_text(to_markdown(report))
 
 
+def log_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    """About ``n`` tick positions spread evenly in log space over [lo, hi], each rounded to
+    two significant digits (distinct, ascending): readable labels at any range."""
+    out: list[float] = []
+    for x in np.geomspace(lo, hi, n):
+        t = float(f"{x:.2g}")
+        if lo / 1.05 <= t <= hi * 1.05 and t not in out:
+            out.append(t)
+    return out or [float(f"{lo:.2g}")]
+
+
 def write_plot(report: dict, path: str | Path) -> None:
     """Latency histograms: one panel per runner × precision × batch (graphs overlaid),
-    plus one for the end-to-end per-frame latency. Log-spaced bins."""
+    plus one for the end-to-end per-frame latency, each with its p90 marked. Log-spaced bins
+    and plain-number tick labels (a few per panel, so they never collide); an odd last
+    panel spans the full width, so no panel is left empty."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
 
     samples: dict[str, np.ndarray] = report.get("_samples") or {}
     panels: dict[str, list[dict]] = {}
     for r in report["results"]:
-        if r["name"] not in samples:
+        if r["name"] not in samples or len(samples[r["name"]]) == 0:
             continue
         key = "end to end" if r.get("scope") == "end-to-end" else f"{r['runner']} {r['precision']} b{r['batch']}"
         panels.setdefault(key, []).append(r)
@@ -188,22 +214,30 @@ def write_plot(report: dict, path: str | Path) -> None:
     n = len(panels)
     cols = min(2, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6.4 * cols, 3.6 * rows), squeeze=False)
-    for ax, (title, rs) in zip(axes.flat, panels.items()):
+    fig = plt.figure(figsize=(6.4 * cols, 3.6 * rows))
+    grid = fig.add_gridspec(rows, 2 * cols)
+    for i, (title, rs) in enumerate(panels.items()):
+        r_i, c_i = divmod(i, cols)
+        last_alone = i == n - 1 and n % cols
+        ax = fig.add_subplot(grid[r_i, :] if last_alone else grid[r_i, 2 * c_i:2 * c_i + 2])
         data = [samples[r["name"]] for r in rs]
         lo = max(1e-3, min(float(d.min()) for d in data))
         hi = max(float(d.max()) for d in data) * 1.01
         bins = np.geomspace(lo, max(hi, lo * 1.01), 40)
         for r, d in zip(rs, data):
-            label = (r["runner"] if r.get("scope") == "end-to-end" else r["graph"]) + f" (p50 {r['latency_ms']['p50']:.2f})"
-            ax.hist(d, bins=bins, histtype="step", linewidth=1.5, label=label)
+            p90 = r["latency_ms"].get("p90")
+            label = (r["runner"] if r.get("scope") == "end-to-end" else r["graph"]) + f" (p90 {p90:.2f} ms)"
+            line = ax.hist(d, bins=bins, histtype="step", linewidth=1.5, label=label)[2][0]
+            ax.axvline(p90, color=line.get_edgecolor(), linestyle=":", linewidth=1)
         ax.set_xscale("log")
+        ticks = log_ticks(lo, hi)
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.set_xlim(min(ticks[0], lo) / 1.02, max(ticks[-1], hi) * 1.02)
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(f"{report['config']['model']} {report['config']['task']}: {title}", fontsize=10)
-        ax.set_xlabel("latency (ms)")
+        ax.set_xlabel("latency (ms, log scale; dotted: p90)")
         ax.set_ylabel("calls" if title != "end to end" else "frames")
         ax.legend(fontsize=8)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")

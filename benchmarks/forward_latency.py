@@ -70,12 +70,10 @@ def make_runner(model: MaeVQGAN, layout: G.Layout, x: torch.Tensor, patches, cud
 
 
 def summarize(ms: np.ndarray) -> dict[str, float]:
-    return {
-        "p50": round(float(np.percentile(ms, 50)), 3),
-        "p90": round(float(np.percentile(ms, 90)), 3),
-        "p99": round(float(np.percentile(ms, 99)), 3),
-        "mean": round(float(ms.mean()), 3),
-    }
+    """min/max/mean/median/p50/p90/p95/p99 in ms (:func:`benchmarks.stats.latency_stats`)."""
+    from benchmarks.stats import latency_stats
+
+    return latency_stats(ms)
 
 
 @torch.no_grad()

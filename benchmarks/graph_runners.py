@@ -46,18 +46,22 @@ class Runner:
 
 
 def time_loop(fn: Callable[[], object], *, iters: int = 200, duration_s: float | None = None, min_iters: int = 10,
-              warmup: int = 10, timer: Timer = "perf_counter") -> np.ndarray:
+              warmup: int = 10, timer: Timer = "perf_counter",
+              on_call: Callable[[int, float], None] | None = None) -> np.ndarray:
     """Per-call latency in ms: ``warmup`` untimed calls, then ``iters`` timed calls — or,
     with ``duration_s``, calls until that many seconds have passed and at least
-    ``min_iters`` were made. ``cuda_events`` times each call on the current CUDA stream."""
+    ``min_iters`` were made. ``cuda_events`` times each call on the current CUDA stream.
+    ``on_call(n, wall_s)`` runs after each timed call: calls so far and wall seconds since
+    the first timed call started (progress bars; the last one is the loop's wall time)."""
     for _ in range(max(0, warmup)):
         fn()
     times: list[float] = []
-    end = time.perf_counter() + duration_s if duration_s else None
     if timer == "cuda_events":
         import torch
 
         torch.cuda.synchronize()
+    start = time.perf_counter()
+    end = start + duration_s if duration_s else None
     while True:
         if timer == "cuda_events":
             import torch
@@ -72,10 +76,13 @@ def time_loop(fn: Callable[[], object], *, iters: int = 200, duration_s: float |
             t = time.perf_counter()
             fn()
             times.append((time.perf_counter() - t) * 1e3)
+        now = time.perf_counter()
+        if on_call is not None:
+            on_call(len(times), now - start)
         if end is None:
             if len(times) >= iters:
                 break
-        elif len(times) >= min_iters and time.perf_counter() >= end:
+        elif len(times) >= min_iters and now >= end:
             break
     return np.asarray(times, dtype=np.float64)
 

@@ -43,8 +43,12 @@ MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME
 @click.option("--variant", type=click.Choice(get_args(Variant)), default="paper", show_default=True,
               help="which shipped task vector when --taskvec is not given: searched on the paper's task or the "
                    "realistic one (low-light: gamma, gain, sensor noise — what tvrun uses on live video)")
+@click.option("--trt-version", "trt_target", type=click.Choice(["10", "11"]), default="10", show_default=True,
+              help="without TensorRT here: the TensorRT major the printed trtexec line targets (11.x has no "
+                   "precision flags: fp16 is built from the FP16 graph written beside the ONNX file)")
 @cli_errors
-def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max, halo, no_check, variant) -> None:
+def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max, halo, no_check, variant,
+         trt_target) -> None:
     """Export TASK's graph to OUT/TASK.onnx + OUT/TASK.json (in-context/switchable:
     OUT/TASK.<graph>.onnx), check it against PyTorch, and optionally build a TensorRT engine
     OUT/TASK.trt<version>.<gpu>.<precision>.engine.
@@ -53,7 +57,8 @@ def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max
     Every export is checked: ONNX checker, graph rules, then ONNX Runtime vs PyTorch on
     random images (max-abs error printed; failure above 1e-4 in FP32).
     With --engine but no TensorRT, the ONNX graph is still written, the equivalent trtexec
-    command is printed, and tvexport exits with status 3.
+    command (for --trt-version, with the builder's engine and timing-cache names) is printed
+    on a line of its own, ready to paste, and tvexport exits with status 3.
 
     \b
     Examples:
@@ -73,7 +78,10 @@ def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max
     from export import trt
 
     if not trt.tensorrt_available():
-        click.echo(trt.trtexec_hint(result.onnx_path, precision, batch_max))
+        plan = trt.trtexec_plan(result.onnx_path, precision, batch_max, trt_version=trt_target)
+        trt.write_trtexec_inputs(plan, result.onnx_path)
+        click.echo(f"# trtexec for TensorRT {plan.major}.x" + "".join(f"; {n}" for n in plan.notes) + ":")
+        click.echo(plan.line)
         print(f"error: TensorRT is not installed here ({trt.INSTALL_HINT}); {result.onnx_path.name} was written, "
               "build the engine on the target with the trtexec command above", file=sys.stderr)
         sys.exit(3)

@@ -8,13 +8,13 @@ fingerprint and the task, and reused afterwards.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from pathlib import Path
 
 import click
 
+from runtime.cache import default_cache_dir, file_digest
 from runtime.lowlight import GAIN_MODES, TRANSFER_MODES
 from taskvec.errors import OneLineCommand, UserError, one_line
 
@@ -46,19 +46,6 @@ def default_runtime_taskvector(task: str, model: str) -> Path:
     return runtime_taskvector_path(task, load_model(model).cfg.name)
 
 
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "taskvec"
-
-
-def _file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def cached_onnx(task: str, model: str = "tiny", cache_dir: str | os.PathLike[str] | None = None,
                 taskvec: str | None = None, log=print) -> Path:
     """The task graph for ``model`` in the cache, exported on first use (export_task).
@@ -75,7 +62,7 @@ def cached_onnx(task: str, model: str = "tiny", cache_dir: str | os.PathLike[str
     if taskvec:
         if not Path(taskvec).is_file():
             raise UserError(f"task vector {taskvec} does not exist")
-        key += f"-tv{_file_digest(taskvec)[:12]}"
+        key += f"-tv{file_digest(taskvec)[:12]}"
     folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     folder = folder / key / task
     onnx_path = folder / f"{task}.onnx"
@@ -132,6 +119,9 @@ def check_graph_options(task: str, engine: str | None, onnx: str | None, backend
               help="task-vector file (default: the task's shipped vector)")
 @click.option("--backend", type=click.Choice(("auto", "tensorrt", "onnxruntime", "torch")), default="auto",
               show_default=True, help="auto picks TensorRT engine > ORT TensorRT/CUDA > ORT CPU > torch")
+@click.option("--precision", type=click.Choice(("fp32", "fp16")), default="fp32", show_default=True,
+              help="ONNX Runtime's TensorRT provider: build its engine in FP16 (LayerNorm kept FP32); engines "
+                   "and the timing cache are kept in --cache-dir/ort-trt, so only the first launch builds")
 @click.option("--headless", is_flag=True, help="no window (servers, benchmarks)")
 @click.option("--output", default=None, metavar="PATH", help="write frames to a video (.mp4/.avi) or an image folder")
 @click.option("--overlay", is_flag=True, help="also draw the FPS overlay into --output (always in the window)")
@@ -166,7 +156,7 @@ def check_graph_options(task: str, engine: str | None, onnx: str | None, backend
 @click.option("--cache-dir", default=None, metavar="DIR", help="where exported graphs are cached (~/.cache/taskvec)")
 def main(camera, source, task, engine, onnx, model, taskvec, backend, headless, output, overlay, frames, loop,
          stats_path, mask, mask_rect, tiles, gain_mode, transfer, noise_k, lift, temporal_alpha, before_after, cache_dir,
-         reconnect, guide_blur) -> None:
+         reconnect, guide_blur, precision) -> None:
     """Run a task-vector filter on live video: source → graph → window/file.
 
     Prints which backend it picked and why, and at the end one line with frames, FPS,
@@ -176,23 +166,28 @@ def main(camera, source, task, engine, onnx, model, taskvec, backend, headless, 
                      frames=frames, loop=loop, stats_path=stats_path, mask=mask, mask_rect=mask_rect, tiles=tiles,
                      gain_mode=gain_mode, before_after=before_after, cache_dir=cache_dir, reconnect=reconnect,
                      transfer=transfer, noise_k=noise_k, lift=lift, temporal_alpha=temporal_alpha,
-                     guide_blur=guide_blur)
+                     guide_blur=guide_blur, precision=precision)
 
 
 def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="tiny", taskvec=None, backend="auto",
             headless=False, output=None, overlay=False, frames=None, loop=False, stats_path=None, mask=None,
             mask_rect=None, tiles=None, gain_mode="rgb", before_after=None, cache_dir=None, reconnect=0,
             transfer="denoise", noise_k=None, lift=None, temporal_alpha=None,
-            guide_blur=None) -> int:
+            guide_blur=None, precision="fp32") -> int:
     """The command as a function: 0 on success, 2 for bad input, 1 when a source fails mid-run."""
     from runtime.sinks import SinkError
     from runtime.sources import SourceError
+    from runtime.startup import StartupStatus
+
+    status = StartupStatus()
 
     def err(msg: str, code: int) -> int:
+        status.clear()
         print(f"error: {msg}", file=sys.stderr)
         return code
 
     try:
+        status.phase("checks")
         if (camera is None) == (source is None):
             raise UserError("give exactly one of --camera N or --source URI")
         if mask and mask_rect:
@@ -225,8 +220,10 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
     from runtime.pipeline import run
     from runtime.sources import open_source
 
+    uri = str(camera) if camera is not None else source
+    status.phase("source", f"opening {uri}")
     try:
-        src = open_source(str(camera) if camera is not None else source)
+        src = open_source(uri, cache_dir=cache_dir)
     except SourceError as e:
         return err(str(e), 2)
     try:
@@ -234,30 +231,47 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
             factory = None
             if not onnx and not engine:
                 if taskvec is None:
+                    status.phase("model", f"loading model {model}")
                     taskvec = str(default_runtime_taskvector(task, model))
                 tv_file = taskvec
 
                 def export_on_first_use() -> Path:
-                    return cached_onnx(task, model, cache_dir, tv_file, log=lambda s: print(s, file=sys.stderr))
+                    status.phase("graph", f"the {task} graph of {model} (export cache)")
+                    path = cached_onnx(task, model, cache_dir, tv_file, log=lambda s: print(s, file=sys.stderr))
+                    status.phase("backend", "starting the backend")
+                    return path
 
                 factory = export_on_first_use
+            status.phase("backend", "starting the backend")
             be = open_backend(backend, onnx=onnx, engine=engine, model=model, task=task, onnx_factory=factory,
-                              taskvec=taskvec)
+                              taskvec=taskvec, cache_dir=cache_dir, fp16=precision == "fp16")
         except (UserError, ValueError, OSError) as e:
             return err(one_line(e), 2)
         with be:
-            print(f"backend: {be.name} — {be.reason}", flush=True)  # stdout: stderr is for the error line
+            status.clear_line()
+            options = f" [{be.options_line}]" if getattr(be, "options_line", "") else ""
+            print(f"backend: {be.name} — {be.reason}{options}", flush=True)  # stdout: stderr is for the error line
+            status.phase("first frame", "the first frame")
             predictor = make_predictor(task, be, tiles=tile_rc, mask=hole, rect=rect, gain_mode=gain_mode,
                                        lowlight=lowlight)
+            extra: dict = {"provider_options": getattr(be, "options", {}), "precision": precision}
+
+            def on_frame(i: int, _inp, _out) -> None:
+                if i == 0:
+                    status.first_frame()
+                    extra["startup_ms"] = status.breakdown_ms()
+
             stats = run(src, predictor, backend_name=be.name, output=output, headless=headless, overlay=overlay,
                         frames=frames, stats_path=stats_path, before_after=before_after, loop=loop,
                         reconnect=reconnect if src.is_live else 0,
-                        paint_masks=(task == "inpainting" and not headless))
+                        paint_masks=(task == "inpainting" and not headless), on_frame=on_frame, extra=extra,
+                        progress=headless)
     except (SourceError, SinkError) as e:
         return err(str(e), 1)
     except (UserError, ValueError) as e:
         return err(one_line(e), 2)
     except KeyboardInterrupt:
+        status.clear()
         print("interrupted", file=sys.stderr)
         return 130
     finally:

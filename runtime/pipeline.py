@@ -194,6 +194,8 @@ def run(
     reconnect_delay: float = 1.0,
     paint_masks: bool = False,
     on_frame: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
+    extra: dict | None = None,
+    progress: bool = False,
 ) -> Stats:
     """Run ``predictor`` (``predictor(image, timer) -> image``) over ``source`` until it ends.
 
@@ -202,6 +204,9 @@ def run(
     (the middle one when the length is known, else the 30th). ``paint_masks``: in the window,
     draw the in-painting hole with the mouse (the predictor's ``set_mask`` receives it).
     ``on_frame(i, input, output)`` is called for every processed frame (tests, metrics).
+    ``extra``: a dict copied into ``Stats.extra`` at the end (what the caller adds meanwhile counts).
+    ``progress``: a progress bar on stderr (frames done, FPS, time left) when the length is known
+    (``frames``, or a file's frame count); headless tvrun turns it on.
     Raises SourceError / SinkError with a one-line message.
     """
     if frames is not None and frames <= 0:
@@ -229,6 +234,12 @@ def run(
                                                   reconnect_delay=reconnect_delay, close_source=False))
         painter: MaskPainter | None = None
         painter_seen = -1
+        bar = None
+        if progress and length:
+            from tqdm import tqdm
+
+            bar = stack.enter_context(tqdm(total=length, desc="tvrun", unit="frame", mininterval=0.5,
+                                           dynamic_ncols=True))
         t_start = time.perf_counter()
         try:
             while frames is None or n < frames:
@@ -260,6 +271,8 @@ def run(
                     pair = (frame.image, out)
                 n += 1
                 timer.tick()
+                if bar is not None:
+                    bar.update(1)
                 if key is not None and key in QUIT_KEYS:
                     stopped_by = "key"
                     break
@@ -290,6 +303,7 @@ def run(
         output=str(output) if output is not None and n > 0 else None,
         stopped_by=stopped_by,
         reconnects=reconnects,
+        extra=dict(extra or {}),
     )
     if stats_path is not None:
         write_stats(stats, stats_path)

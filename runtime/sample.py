@@ -10,11 +10,20 @@ generalisation) and writes an mp4:
 - inpainting (and any other task): the clean clip; the hole comes from ``--mask-rect``.
 
     python -m runtime.sample --task lowlight --out clips/
+
+``cached_sample_clip`` (what ``sample:TASK`` sources use) keeps the clips in the runtime
+cache (``runtime.cache``), keyed by a hash of everything that makes the frames (task,
+frames, size, seed, fps, the low-light parameters, the bytes of this generator and of the
+photo loader, scikit-image's version); ``sample.json`` beside them records each clip's
+sha256, checked on reuse, so a spoilt or half-copied clip is made again, never played.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import importlib.util
+import json
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -22,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from runtime.cache import cache_root, file_digest
 from taskvec.errors import UserError, atomic_path, one_line
 
 # A dim indoor scene at high ISO: within the range the realistic low-light task trains on.
@@ -141,6 +151,77 @@ def make_sample_clip(
             if clean is not None:
                 clean.release()
     return str(path)
+
+
+SAMPLE_MANIFEST = "sample.json"
+
+
+def _source_digest(module: str) -> str:
+    """sha256 of a module's source file, found without importing it ('' when not found)."""
+    try:
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        return ""
+    origin = getattr(spec, "origin", None) if spec else None
+    return file_digest(origin) if origin and Path(origin).is_file() else ""
+
+
+def sample_key(task: str, frames: int = 120, size: tuple[int, int] = (640, 480), seed: int = 0,
+               fps: float = 30.0) -> str:
+    """sha256 hex of every input of :func:`make_sample_clip`'s frames (see the module doc)."""
+    try:
+        from importlib.metadata import version
+
+        skimage_version = version("scikit-image")
+    except Exception:  # noqa: BLE001 — not installed: the generator fails later with its own message
+        skimage_version = ""
+    recipe = {
+        "task": task, "frames": int(frames), "size": [int(size[0]), int(size[1])], "seed": int(seed),
+        "fps": float(fps), "lowlight": LOWLIGHT_PARAMS, "skimage": skimage_version,
+        "generator": _source_digest("runtime.sample"), "photos": _source_digest("taskvec.data.images"),
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
+
+
+def _cached_clips(folder: Path, key: str) -> dict[str, str] | None:
+    """{file name: sha256} of a complete, intact cache entry, else None."""
+    try:
+        manifest = json.loads((folder / SAMPLE_MANIFEST).read_text())
+        clips = dict(manifest["clips"])
+        if manifest.get("key") != key or not clips:
+            return None
+        if all(file_digest(folder / name) == digest for name, digest in clips.items()):
+            return clips
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def cached_sample_clip(
+    task: str,
+    frames: int = 120,
+    size: tuple[int, int] = (640, 480),
+    seed: int = 0,
+    fps: float = 30.0,
+    cache_dir: str | Path | None = None,
+) -> tuple[Path, bool]:
+    """(path of the demo clip for ``task``, True when it came from the cache).
+
+    Made once by :func:`make_sample_clip` into ``<cache>/samples/<task>-<key[:16]>/``
+    and reused while :func:`sample_key` and the clips' recorded sha256 match."""
+    key = sample_key(task, frames, size, seed, fps)
+    folder = cache_root(cache_dir) / "samples" / f"{task}-{key[:16]}"
+    path = folder / f"{task}.mp4"
+    if _cached_clips(folder, key) is not None:
+        return path, True
+    folder.mkdir(parents=True, exist_ok=True)
+    make_sample_clip(task, path, frames=frames, size=size, seed=seed, fps=fps)
+    names = [path] + ([clean_path(path)] if task == "lowlight" else [])
+    manifest = {"key": key, "task": task, "frames": frames, "size": list(size), "seed": seed, "fps": fps,
+                "clips": {p.name: file_digest(p) for p in names}}
+    with atomic_path(folder / SAMPLE_MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    return path, False
 
 
 def write_before_after(before: np.ndarray, after: np.ndarray, path: str | Path, labels=("input", "output")) -> Path:

@@ -59,6 +59,8 @@ class BackendBase:
         self.spec = spec
         self.reason = ""
         self.closed = False
+        self.options: dict[str, dict[str, str]] = {}  # provider options in use (ORT), set after this
+        self.options_line = ""  # the same, in words, for the backend line
 
     def check_batch(self, batch: np.ndarray) -> np.ndarray:
         """Validate a batch against the IO spec; a single HxWx3 image becomes a batch of one."""
@@ -130,6 +132,8 @@ def open_backend(
     device: str | None = None,
     onnx_factory=None,
     taskvec: str | None = None,
+    cache_dir: str | None = None,
+    fp16: bool = False,
 ) -> Backend:
     """Open one backend.
 
@@ -137,7 +141,9 @@ def open_backend(
     PyTorch reference (``model`` defaults to ``tiny``). ``onnx_factory`` is a callable that
     returns an ONNX path when ``auto``/``onnxruntime`` needs one and none was given (the CLI
     passes the export cache); ``taskvec`` a task-vector file for the torch backend. ``device`` is "cpu"/"cuda" for torch, a provider prefix
-    ("cpu", "cuda", "tensorrt") for onnxruntime. Raises :class:`BackendError`.
+    ("cpu", "cuda", "tensorrt") for onnxruntime. ``cache_dir``: where ONNX Runtime's TensorRT
+    provider keeps engines and its timing cache; ``fp16``: FP16 on that provider.
+    Raises :class:`BackendError`.
     """
     if kind not in BACKEND_KINDS:
         raise BackendError(f"unknown backend {kind!r}; choose from {', '.join(BACKEND_KINDS)}")
@@ -161,7 +167,7 @@ def open_backend(
     if kind == "onnxruntime":
         from runtime.backends.onnxruntime import OrtBackend
 
-        b = OrtBackend(_onnx_path(), device=device)
+        b = OrtBackend(_onnx_path(), device=device, cache_dir=cache_dir, fp16=fp16)
         b.reason = "asked for (--backend onnxruntime)"
         return b
     if kind == "torch":
@@ -188,7 +194,7 @@ def open_backend(
     if "onnxruntime" in have and (onnx or onnx_factory is not None):
         from runtime.backends.onnxruntime import OrtBackend
 
-        b = OrtBackend(_onnx_path(), device=device)
+        b = OrtBackend(_onnx_path(), device=device, cache_dir=cache_dir, fp16=fp16)
         accel = b.provider != "CPU"
         why = f"ONNX Runtime with the {b.provider} provider" + ("" if accel else " (no TensorRT/CUDA provider)")
         b.reason = "auto: " + why + "; " + ", ".join(passed)

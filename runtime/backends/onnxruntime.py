@@ -2,6 +2,14 @@
 
 Input and output names come from the graph's IO spec (ONNX ``metadata_props`` or the JSON
 sidecar written by the exporter, see ``export.spec``), never from string literals here.
+
+Provider options (:func:`provider_options`) are set the way deployment engineers set them:
+the TensorRT provider keeps its engines and its timing cache in the runtime cache
+(``~/.cache/taskvec/ort-trt/``, ``runtime.cache``) so only the first launch builds, gets an
+optimisation profile for the dynamic batch, and runs FP16 when asked (LayerNorm kept FP32);
+the CUDA provider grows its arena by what is requested and searches convolution
+algorithms once. The options used are the backend's ``options`` (tvrun's backend line,
+``--stats``).
 """
 
 from __future__ import annotations
@@ -18,6 +26,81 @@ from runtime.backends import BackendBase, BackendError
 
 # Fastest first; ORT tries them in the order given and falls back per node.
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+TRT_CACHE_FOLDER = "ort-trt"
+WORKSPACE_BYTES = 4 << 30
+
+
+def provider_options(
+    providers: list[str],
+    *,
+    inputs: list[str] | None = None,
+    spec: IOSpec = SPEC,
+    cache_dir: str | os.PathLike[str] | None = None,
+    fp16: bool = False,
+    batch_max: int = 8,
+    device_id: int = 0,
+    prefix: str = "taskvec",
+) -> list[dict[str, str]]:
+    """One options dict per provider in ``providers`` (ORT's ``provider_options`` argument;
+    values are strings, as ORT reports them back).
+
+    TensorRT: engine cache and timing cache in ``<cache>/ort-trt`` (engines named
+    ``<prefix>_…``), a profile for batch 1..``batch_max`` on every image input in ``inputs``
+    (default: the spec's input), 4 GiB workspace, ``trt_fp16_enable`` when ``fp16`` (with
+    the LayerNorm FP32 fallback). CUDA: ``device_id``, arena grown by what is requested,
+    exhaustive convolution search (once per shape), copies on the default stream. CPU: none."""
+    from runtime.cache import cache_root
+
+    folder = str(cache_root(cache_dir) / TRT_CACHE_FOLDER)
+    names = inputs or [spec.input_name]
+
+    def shapes(n: int) -> str:
+        return ",".join(f"{name}:{n}x{spec.height}x{spec.width}x{spec.channels}" for name in names)
+
+    out: list[dict[str, str]] = []
+    for p in providers:
+        if p == "TensorrtExecutionProvider":
+            out.append({
+                "device_id": str(device_id),
+                "trt_engine_cache_enable": "True", "trt_engine_cache_path": folder, "trt_engine_cache_prefix": prefix,
+                "trt_timing_cache_enable": "True", "trt_timing_cache_path": folder,
+                "trt_fp16_enable": str(bool(fp16)), "trt_layer_norm_fp32_fallback": str(bool(fp16)),
+                "trt_max_workspace_size": str(WORKSPACE_BYTES),
+                "trt_profile_min_shapes": shapes(1), "trt_profile_opt_shapes": shapes(1),
+                "trt_profile_max_shapes": shapes(max(1, batch_max)),
+            })
+        elif p == "CUDAExecutionProvider":
+            out.append({"device_id": str(device_id), "arena_extend_strategy": "kSameAsRequested",
+                        "cudnn_conv_algo_search": "EXHAUSTIVE", "do_copy_in_default_stream": "True"})
+        else:
+            out.append({})
+    return out
+
+
+def describe_options(providers: list[str], options: list[dict[str, str]]) -> str:
+    """A short human line: ``TensorRT: fp16, engine+timing cache in DIR; CUDA: device 0``."""
+    parts = []
+    for p, o in zip(providers, options):
+        short = p.replace("ExecutionProvider", "")
+        if p == "TensorrtExecutionProvider":
+            prec = "fp16" if o.get("trt_fp16_enable") == "True" else "fp32"
+            parts.append(f"TensorRT: {prec}, engine + timing cache in {o.get('trt_engine_cache_path')}")
+        elif p == "CUDAExecutionProvider":
+            parts.append(f"{short}: device {o.get('device_id')}, conv search {o.get('cudnn_conv_algo_search')}")
+    return "; ".join(parts)
+
+
+def _graph_inputs(path: Path, spec: IOSpec) -> list[str]:
+    """The graph's uint8 image inputs (for TensorRT profiles), read without the weights' data."""
+    try:
+        import onnx
+
+        g = onnx.load(str(path), load_external_data=False).graph
+        init = {i.name for i in g.initializer}
+        found = [i.name for i in g.input if i.name not in init and i.type.tensor_type.elem_type == onnx.TensorProto.UINT8]
+        return found or [spec.input_name]
+    except Exception:  # noqa: BLE001 — ORT reports a broken file itself, in one line
+        return [spec.input_name]
 
 
 def pick_providers(available: list[str], device: str | None = None) -> list[str]:
@@ -84,13 +167,16 @@ def physical_cores() -> int:
 
 
 class OrtBackend(BackendBase):
-    """``OrtBackend(path, device=None, threads=None)``: one InferenceSession, batch N dynamic.
+    """``OrtBackend(path, device=None, threads=None, cache_dir=None, fp16=False)``: one
+    InferenceSession, batch N dynamic, providers set up by :func:`provider_options`.
 
     ``provider`` is the short name of the first provider the session really uses
-    ("TensorRT", "CUDA", "CPU"). Intra-op threads default to the number of physical cores.
+    ("TensorRT", "CUDA", "CPU"); ``options`` {provider: options asked for}. Intra-op threads
+    default to the number of physical cores.
     """
 
-    def __init__(self, path: str | os.PathLike[str], device: str | None = None, threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], device: str | None = None, threads: int | None = None,
+                 cache_dir: str | os.PathLike[str] | None = None, fp16: bool = False, batch_max: int = 8) -> None:
         try:
             import onnxruntime as ort
         except ImportError:
@@ -104,8 +190,15 @@ class OrtBackend(BackendBase):
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
         providers = pick_providers(ort.get_available_providers(), device)
+        side = io_spec_from_metadata({}, sidecar_path(self.path)) or SPEC
+        inputs = _graph_inputs(self.path, side) if "TensorrtExecutionProvider" in providers else None
+        options = provider_options(providers, inputs=inputs, spec=side, cache_dir=cache_dir, fp16=fp16,
+                                   batch_max=batch_max, prefix=self.path.stem.replace(".", "_"))
+        if "TensorrtExecutionProvider" in providers:
+            Path(options[0]["trt_engine_cache_path"]).mkdir(parents=True, exist_ok=True)
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers,
+                                                provider_options=options)
         except Exception as e:  # InvalidGraph, InvalidProtobuf, Fail, …
             first = " ".join(str(e).split())[:200]
             raise BackendError(f"ONNX Runtime cannot load {self.path}: {first}") from None
@@ -126,6 +219,12 @@ class OrtBackend(BackendBase):
         used = self.session.get_providers()
         self.provider = used[0].replace("ExecutionProvider", "") if used else "CPU"
         self.name = f"onnxruntime:{self.provider}"
+        asked = dict(zip(providers, options))
+        self.options = {p.replace("ExecutionProvider", ""): asked[p] for p in used if asked.get(p)}
+        self.options_line = describe_options([p for p in used if p in asked], [asked[p] for p in used if p in asked])
+        if fp16 and "TensorrtExecutionProvider" not in used:
+            self.options_line = "; ".join(x for x in (self.options_line, f"fp16 not applied ({self.provider} runs "
+                                                      "the graph as exported; FP16 is a TensorRT-provider option)") if x)
         self._out = [spec.output_name]
 
     def infer(self, batch: np.ndarray) -> np.ndarray:

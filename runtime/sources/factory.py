@@ -1,11 +1,9 @@
 """Opening a source by URI: :func:`open_source` picks the capture class, and for
-``sample:TASK`` generates the clip into a temporary folder that the source removes on close."""
+``sample:TASK`` takes the generated clip from the runtime cache."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 from runtime.sources.capture import CaptureSource, ImageFolderSource, VideoSource
 from runtime.sources.uri import SourceError, SourceSpec, parse_source
@@ -23,8 +21,11 @@ def _check_sample(spec: SourceSpec, size: tuple[int, int]) -> None:
         raise SourceError(str(e)) from None
 
 
-def open_source(spec: SourceSpec | str | int) -> VideoSource:
-    """Open a source (a :class:`SourceSpec` or a URI); raises :class:`SourceError`."""
+def open_source(spec: SourceSpec | str | int, cache_dir: str | os.PathLike[str] | None = None) -> VideoSource:
+    """Open a source (a :class:`SourceSpec` or a URI); raises :class:`SourceError`.
+
+    ``sample:TASK`` clips come from the runtime cache (``cache_dir``, default
+    ``~/.cache/taskvec``): made on first use, reused while their content hash matches."""
     if not isinstance(spec, SourceSpec):
         spec = parse_source(spec)
     if spec.kind == "images":
@@ -32,23 +33,17 @@ def open_source(spec: SourceSpec | str | int) -> VideoSource:
     if spec.kind != "sample":
         return CaptureSource(spec)
     try:
-        from runtime.sample import make_sample_clip  # lazy: only sample: URIs need the generator
+        from runtime.sample import cached_sample_clip  # lazy: only sample: URIs need the generator
     except ImportError as e:
         raise SourceError(f"cannot make {spec.describe()}: the sample generator is unavailable ({e})") from None
-    tmpdir = tempfile.mkdtemp(prefix="tvsample-")
     try:
         size = (spec.int_option("width", 640), spec.int_option("height", 480))
         _check_sample(spec, size)
-        path = make_sample_clip(spec.location, os.path.join(tmpdir, f"{spec.location}.mp4"),
-                                frames=spec.int_option("frames", 120), size=size)
-        inner = parse_source(str(path))
-        if inner.kind == "images":
-            raise SourceError(f"cannot make {spec.describe()}: the generator returned a folder, expected a video file")
-        return CaptureSource(SourceSpec("file", inner.location, spec.options, spec.uri), cleanup_dir=tmpdir)
+        path, _ = cached_sample_clip(spec.location, frames=spec.int_option("frames", 120), size=size,
+                                     cache_dir=cache_dir)
+        return CaptureSource(SourceSpec("file", str(path), spec.options, spec.uri))
     except SourceError:
-        shutil.rmtree(tmpdir, ignore_errors=True)
         raise
-    except Exception as e:  # unknown task, codec missing, …
-        shutil.rmtree(tmpdir, ignore_errors=True)
+    except Exception as e:  # unknown task, codec missing, unwritable cache, …
         raise SourceError(f"cannot make {spec.describe()}: {e}") from None
 

@@ -295,7 +295,7 @@ def test_live_source_ends_keeps_frames(tmp_path):
 
 
 def test_live_source_ends_through_tvrun(tmp_path, graph_copy, monkeypatch):
-    monkeypatch.setattr(sources, "open_source", lambda uri: FakeLive("ffff"))
+    monkeypatch.setattr(sources, "open_source", lambda uri, **kw: FakeLive("ffff"))
     out = tmp_path / "o.mp4"
     r = invoke(main, ["--source", "rtsp://cam.local/live", "--task", "lowlight", "--onnx", graph_copy, "--headless",
                       "--output", out, "--reconnect", "0"])

@@ -43,18 +43,23 @@ def bench_run(tmp_path_factory):
 
 def test_percentiles_on_known_samples():
     s = latency_stats(np.arange(1, 101, dtype=float))  # 1..100 ms
-    assert s == {"p50": 50.5, "p90": 90.1, "p99": 99.01, "mean": 50.5}
-    assert latency_stats([3.0]) == {"p50": 3.0, "p90": 3.0, "p99": 3.0, "mean": 3.0}
+    assert s == {"min": 1.0, "max": 100.0, "mean": 50.5, "median": 50.5, "p50": 50.5, "p90": 90.1, "p95": 95.05,
+                 "p99": 99.01}
+    assert set(latency_stats([3.0]).values()) == {3.0}
     s = latency_stats([1.0, 2.0, 3.0, 4.0, 100.0])
-    assert s["p50"] == 3.0 and s["p90"] == pytest.approx(61.6) and s["mean"] == 22.0
+    assert s["p50"] == s["median"] == 3.0 and s["p90"] == pytest.approx(61.6) and s["mean"] == 22.0
+    assert s["p95"] == pytest.approx(80.8) and (s["min"], s["max"]) == (1.0, 100.0)
     with pytest.raises(ValueError):
         latency_stats([])
 
 
 def test_time_loop_counts_iterations_and_duration():
-    calls = []
-    ms = time_loop(lambda: calls.append(1), iters=7, warmup=3)
+    calls, seen = [], []
+    ms = time_loop(lambda: calls.append(1), iters=7, warmup=3, on_call=lambda n, wall: seen.append((n, wall)))
     assert ms.shape == (7,) and len(calls) == 10 and (ms >= 0).all()
+    assert [n for n, _ in seen] == list(range(1, 8))
+    walls = [w for _, w in seen]
+    assert walls == sorted(walls) and walls[-1] >= ms.sum() / 1e3
     ms = time_loop(lambda: None, duration_s=0.01, min_iters=25, warmup=0)
     assert ms.size >= 25
 
@@ -94,10 +99,16 @@ def test_json_schema(bench_run):
     graphs = set()
     for r in report["results"]:
         assert ROW_KEYS <= set(r), r
-        assert set(r["latency_ms"]) == {"p50", "p90", "p99", "mean"}
         lat = r["latency_ms"]
-        assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+        assert set(lat) == {"min", "max", "mean", "median", "p50", "p90", "p95", "p99"}
+        assert 0 < lat["min"] <= lat["p50"] == lat["median"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+        assert lat["min"] <= lat["mean"] <= lat["max"]
         assert r["fps"] > 0 and r["gmac_per_frame"] > 0 and r["iterations"] >= 3
+        # graph rows: throughput from the loop's wall time, never above what the per-call times allow
+        if r["scope"] == "graph":
+            assert 0 < r["throughput_fps"] <= 1e3 * r["batch"] / lat["mean"] * 1.001 + 0.01
+        else:  # end to end: frames / wall time (capture overlaps on its own thread)
+            assert r["throughput_fps"] == r["fps"] > 0
         assert r["backend"] in ("onnxruntime", "torch") and r["precision"] == "fp32" and r["batch"] in (1, 2)
         graphs.add((r["graph"], r["scope"]))
     assert {("task-vector", "graph"), ("in-context", "graph"), ("task-vector", "end-to-end")} <= graphs
@@ -123,6 +134,7 @@ def test_markdown_and_plot(bench_run):
     _, paths = bench_run
     md = paths["md"].read_text()
     assert "| task-vector | onnxruntime:CPU | fp32 | 1 |" in md and "## Ratios" in md and "End to end" in md
+    assert "**p90**" in md and "frames/s (wall)" in md and "p95" in md
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -165,3 +177,56 @@ def test_check_output_paths(tmp_path):
     check_output_paths([str(tmp_path / "new" / "a.json"), None])
     with pytest.raises(UserError):
         check_output_paths([str(tmp_path / "a.json"), str(tmp_path / "a.json")])
+
+
+# ---------------------------------------------------------------------------------
+# Warnings a reader needs: a loaded host, an impossible ratio
+
+
+def _row(backend, p50, scope="graph", graph="task-vector", batch=1):
+    return {"backend": backend, "precision": "fp32", "batch": batch, "graph": graph, "scope": scope,
+            "latency_ms": {"p50": p50}}
+
+
+def test_loaded_host_and_impossible_ratio_warn():
+    from benchmarks.stats import host_load_warnings, ratio_warnings
+
+    assert host_load_warnings((1.5, 1.0, 1.0), (1.9, 1.2, 1.0), cores=2) == []
+    (w,) = host_load_warnings((1.5, 1.0, 1.0), (5.2, 3.0, 2.0), cores=2)
+    assert "5.20 exceeds its 2 logical cores" in w
+    assert host_load_warnings(None, None, cores=2) == []
+    rows = [_row("onnxruntime", 8.0), _row("onnxruntime", 6.5, scope="end-to-end"),
+            _row("torch", 10.0), _row("torch", 14.0, scope="end-to-end"), _row("torch", 3.0, batch=2)]
+    (w,) = ratio_warnings(rows)
+    assert w.startswith("onnxruntime fp32: end to end (p50 6.50 ms) is faster than the graph alone (p50 8.00 ms)")
+
+
+def test_tvbench_on_a_loaded_host_says_so(tmp_path, monkeypatch):
+    """The run sees a 1-minute load of 9 on this host's cores: the JSON, the markdown and
+    stderr carry the warning."""
+    import os
+
+    import benchmarks.bench as bench
+
+    cores = os.cpu_count() or 1
+    monkeypatch.setattr(bench, "load_average", lambda: (cores + 7.0, 2.0, 1.0))
+    out = tmp_path / "b.json"
+    md = tmp_path / "b.md"
+    res = invoke(["--task", "lowlight", "--model", "random:micro_pixel", "--iters", "3", "--warmup", "0",
+                  "--frames", "0", "--backend", "onnxruntime", "--precision", "fp32", "--json", str(out),
+                  "--markdown", str(md)])
+    assert res.exit_code == 0, res.output
+    report = json.loads(out.read_text())
+    assert any(f"exceeds its {cores} logical cores" in w for w in report["warnings"])
+    assert report["headline"] == "p90"
+    assert "**Warning:** host load average" in md.read_text()
+    assert "warning: host load average" in res.stderr
+    assert "[1/2] onnxruntime fp32 b1 task-vector" in res.stderr  # one progress bar per row, numbered
+
+
+def test_plot_ticks_are_few_and_distinct():
+    from benchmarks.bench_report import log_ticks
+
+    for lo, hi in ((2.1, 2.6), (7.0, 28.0), (0.05, 400.0)):
+        t = log_ticks(lo, hi)
+        assert 3 <= len(t) <= 5 and t == sorted(set(t)) and lo / 1.05 <= t[0] and t[-1] <= hi * 1.05

@@ -106,6 +106,50 @@ def test_engine_without_tensorrt(tmp_path, micro_pixel):
     assert (tmp_path / "o" / "inpainting.onnx").is_file()
 
 
+@pytest.mark.parametrize("target, precision", [("10", "fp16"), ("10", "fp32"), ("11", "fp16"), ("11", "fp32")])
+def test_printed_trtexec_line_pastes(tmp_path, micro_pixel, target, precision):
+    """The printed trtexec line is one shell command (shlex), with no placeholders; every
+    file it reads exists and every file it writes has an existing folder; the timing cache
+    is the one the Python builder uses; TensorRT 11 gets no removed precision flags."""
+    import shlex
+
+    from export import trt
+
+    if trt.tensorrt_available():
+        pytest.skip("TensorRT is installed: tvexport builds the engine itself")
+    path = tmp_path / "tv.safetensors"
+    random_taskvector(micro_pixel, "lowlight").save(path)
+    out_dir = tmp_path / "o"
+    code, out = _run(["--task", "lowlight", "--model", "random:micro_pixel", "--taskvec", str(path),
+                      "--out", str(out_dir), "--engine", "--no-check", "--precision", precision,
+                      "--trt-version", target])
+    assert code == 3
+    lines = [ln for ln in out.splitlines() if ln.split(" ", 1)[0].endswith("trtexec")]
+    assert len(lines) == 1, out
+    argv = shlex.split(lines[0])
+    assert Path(argv[0]).name == "trtexec"
+    opts = dict(a[2:].split("=", 1) for a in argv[1:] if "=" in a)
+    flags = {a for a in argv[1:] if "=" not in a}
+    assert Path(opts["onnx"]).is_file()
+    for key in ("saveEngine", "timingCacheFile"):
+        assert Path(opts[key]).parent.is_dir() and not Path(opts[key]).exists()
+    assert Path(opts["timingCacheFile"]) == trt.timing_cache_path(out_dir, target, trt.gpu_name())
+    assert trt.parse_engine_name(opts["saveEngine"])["precision"] == precision
+    removed = {"fp16", "precisionConstraints", "layerPrecisions", "layerOutputTypes", "stronglyTyped"}
+    if target == "11":
+        assert not (removed & (set(opts) | {f[2:] for f in flags}))
+        assert Path(opts["onnx"]).name == ("lowlight.fp16.onnx" if precision == "fp16" else "lowlight.onnx")
+    elif precision == "fp16":
+        assert "--fp16" in flags and opts["precisionConstraints"] == "obey"
+        import onnx
+
+        names = {n.name for n in onnx.load(opts["onnx"]).graph.node if n.op_type in ("LayerNormalization", "Softmax")}
+        pinned = {p.rsplit(":", 1)[0] for p in opts["layerPrecisions"].split(",")}
+        assert pinned == names and names
+    else:
+        assert "--stronglyTyped" in flags
+
+
 @pytest.mark.parametrize("fail_on", [".onnx", ".json"])
 def test_external_data_is_atomic(tmp_path, micro_pixel, monkeypatch, fail_on):
     """With external data, a failure while publishing leaves none of T.onnx, T.onnx.data, T.json."""

@@ -38,6 +38,16 @@ def test_pipeline_writes_every_frame_and_stats(tmp_path, clip, lut_backend, coun
     assert out.stat().st_mode & 0o044 == 0o044  # readable like any file, not mkstemp's 0600
 
 
+def test_headless_progress_bar_counts_frames(clip, lut_backend, capsys):
+    run(str(clip), LowLightEnhancer(lut_backend(1.0)), headless=True, progress=True)
+    err = capsys.readouterr().err.replace("\r", "\n")
+    assert "tvrun: 100%" in err and "9/9" in err  # the clip's length is known: a bar with an estimate
+    run(str(clip), LowLightEnhancer(lut_backend(1.0)), headless=True, frames=4, progress=True)
+    assert "4/4" in capsys.readouterr().err
+    run(str(clip), LowLightEnhancer(lut_backend(1.0)), headless=True)  # off unless asked
+    assert "tvrun:" not in capsys.readouterr().err
+
+
 def test_frames_limit_and_loop(tmp_path, clip, lut_backend, count_frames):
     stats = run(str(clip), LowLightEnhancer(lut_backend(1.0)), headless=True, frames=4, output=tmp_path / "a.mp4")
     assert stats.frames == 4 and stats.stopped_by == "frame limit"

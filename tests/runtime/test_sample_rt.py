@@ -71,3 +71,35 @@ def test_lowlight_output_is_closer_to_the_clean_clip(tmp_path):
     p_out = np.mean([cv2.PSNR(enhancer(d), c) for d, c in zip(dark, clean)])
     print(f"low-light PSNR vs clean: input {p_in:.2f} dB → output {p_out:.2f} dB")
     assert p_out > p_in + 3.0
+
+
+def test_sample_clip_is_cached_by_content_hash(tmp_path):
+    from runtime.sample import cached_sample_clip, sample_key
+
+    path, hit = cached_sample_clip("lowlight", frames=3, size=(64, 48), cache_dir=tmp_path)
+    assert not hit and path.is_file() and clean_path(path).is_file()
+    frames = read_all(path)
+    again, hit = cached_sample_clip("lowlight", frames=3, size=(64, 48), cache_dir=tmp_path)
+    assert hit and again == path and all(np.array_equal(a, b) for a, b in zip(frames, read_all(again)))
+    # another recipe is another entry
+    assert sample_key("lowlight", 3, (64, 48)) != sample_key("lowlight", 4, (64, 48))
+    other, hit = cached_sample_clip("lowlight", frames=4, size=(64, 48), cache_dir=tmp_path)
+    assert not hit and other.parent != path.parent and len(read_all(other)) == 4
+    # a spoilt clip (its bytes no longer match sample.json) is made again, never played
+    path.write_bytes(path.read_bytes()[:100])
+    remade, hit = cached_sample_clip("lowlight", frames=3, size=(64, 48), cache_dir=tmp_path)
+    assert not hit and len(read_all(remade)) == 3
+
+
+def test_sample_source_uses_the_cache(tmp_path):
+    from runtime.sources import open_source
+
+    uri = "sample:inpainting?frames=2&width=64&height=48"
+    with open_source(uri, cache_dir=tmp_path) as src:
+        assert sum(1 for _ in src) == 2
+    made = list((tmp_path / "samples").glob("inpainting-*/inpainting.mp4"))
+    assert len(made) == 1
+    stamp = made[0].stat().st_mtime_ns
+    with open_source(uri, cache_dir=tmp_path) as src:
+        assert sum(1 for _ in src) == 2
+    assert made[0].stat().st_mtime_ns == stamp  # reused, not regenerated

@@ -211,21 +211,20 @@ def test_csi_without_gstreamer_says_so(monkeypatch):
 def test_sample_source_uses_generator_lazily(tmp_path, monkeypatch):
     calls = []
 
-    def make_sample_clip(task, path, frames=120, size=(640, 480)):
+    def cached_sample_clip(task, frames=120, size=(640, 480), cache_dir=None):
         if task not in ("lowlight", "inpainting"):
             raise ValueError(f"unknown task {task!r}")
-        calls.append((task, frames, size))
-        return str(write_video(Path(path), frames, size))
+        calls.append((task, frames, size, cache_dir))
+        return write_video(Path(cache_dir) / f"{task}.mp4", frames, size), False
 
-    monkeypatch.setitem(sys.modules, "runtime.sample", types.SimpleNamespace(make_sample_clip=make_sample_clip))
-    src = open_source("sample:lowlight?frames=5&width=32&height=24")
-    workdir = Path(src.spec.location).parent
-    assert calls == [("lowlight", 5, (32, 24))] and src.size == (32, 24) and not src.is_live
+    monkeypatch.setitem(sys.modules, "runtime.sample", types.SimpleNamespace(cached_sample_clip=cached_sample_clip))
+    src = open_source("sample:lowlight?frames=5&width=32&height=24", cache_dir=tmp_path)
+    assert calls == [("lowlight", 5, (32, 24), tmp_path)] and src.size == (32, 24) and not src.is_live
     assert len(list(src)) == 5
     src.close()
-    assert not workdir.exists()
+    assert (tmp_path / "lowlight.mp4").is_file()  # the cache keeps the clip for the next run
     with pytest.raises(SourceError, match="unknown task"):
-        open_source("sample:nope")
+        open_source("sample:nope", cache_dir=tmp_path)
 
 
 # --------------------------------------------------------------------------- ThreadedCapture with fakes

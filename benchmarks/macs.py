@@ -139,7 +139,7 @@ def measure(model_spec: str, task: str = "inpainting", out_dir: str | Path | Non
         "head": model.cfg.head,
         "baseline": BASELINE if BASELINE in rows else "in-context",
         "variants": rows,
-        "decode_comparison": compare_decodes(model, halo=1),
+        "decode_comparison": compare_decodes(model, "in-context", halo=1),
     }
 
 

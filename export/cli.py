@@ -18,6 +18,7 @@ from taskvec.model.checkpoint import DEFAULT_MODEL
 from taskvec.model.config import list_configs
 from taskvec.errors import OneLineCommand, cli_errors
 from taskvec.data.tasks import Variant, list_tasks
+from taskvec.geometry import DECODE_KINDS
 
 MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME ({', '.join(list_configs())}), or a .safetensors path"
 
@@ -37,8 +38,14 @@ MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME
               help="engine precision (LayerNorm and softmax stay FP32 under fp16)")
 @click.option("--batch-max", type=click.IntRange(1, 1024), default=8, show_default=True,
               help="largest batch of the engine's optimisation profile (1..N)")
-@click.option("--halo", type=click.IntRange(0, 7), default=0, show_default=True,
-              help="VQ head: context tokens decoded around the answer's 7×7 latent, cropped after decoding")
+@click.option("--decode", type=click.Choice(DECODE_KINDS), default=None,
+              help="VQ head: what the VQGAN decodes — answer: the answer's 7x7 latent (default); halo: the same "
+                   "with --halo context tokens; full: the whole 14x14 canvas, the reference MAE-VQGAN's answer "
+                   "(about 4x the decode cost). The difference from full and the MACs of each are measured and "
+                   "written to the sidecar")
+@click.option("--halo", type=click.IntRange(0, 7), default=None,
+              help="VQ head, --decode halo: context tokens decoded around the answer's latent [1]; given alone, "
+                   "it implies --decode halo")
 @click.option("--no-check", is_flag=True, help="skip the ONNX Runtime vs PyTorch comparison (the ONNX checker still runs)")
 @click.option("--variant", type=click.Choice(get_args(Variant)), default="paper", show_default=True,
               help="which shipped task vector when --taskvec is not given: searched on the paper's task or the "
@@ -47,7 +54,7 @@ MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME
               help="without TensorRT here: the TensorRT major the printed trtexec line targets (11.x has no "
                    "precision flags: fp16 is built from the FP16 graph written beside the ONNX file)")
 @cli_errors
-def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max, halo, no_check, variant,
+def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max, decode, halo, no_check, variant,
          trt_target) -> None:
     """Export TASK's graph to OUT/TASK.onnx + OUT/TASK.json (in-context/switchable:
     OUT/TASK.<graph>.onnx), check it against PyTorch, and optionally build a TensorRT engine
@@ -70,7 +77,7 @@ def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max
 
     t0 = time.perf_counter()
     result = export_task(task, model=model, taskvec=taskvec_file, out_dir=out_dir, graph=graph,
-                         check=not no_check, halo=halo, log=click.echo, variant=variant)
+                         check=not no_check, decode=decode, halo=halo, log=click.echo, variant=variant)
     click.echo(result.summary())
     if not engine:
         click.echo(f"done in {time.perf_counter() - t0:.1f} s")

@@ -31,17 +31,7 @@ from export import check as C
 from export import graph_edit as E
 from export.spec import (FLOAT_OUTPUT, GRAPH_KINDS, OPSET, PRODUCER, SPEC, GraphKind, input_names, onnx_filename,
                          patch_name)
-from export.wrapper import (
-    DecodeKind,
-    InContextGraph,
-    SwitchableGraph,
-    ZeroShotGraph,
-    decode_answer,
-    full_canvas_answer,
-    identity_patch,
-    seq_len,
-    width,
-)
+from export.wrapper import InContextGraph, SwitchableGraph, ZeroShotGraph, identity_patch, seq_len, width
 from taskvec import geometry as G
 from taskvec.model.checkpoint import DEFAULT_MODEL, load_model, model_fingerprint
 from taskvec.errors import UserError, publish
@@ -171,14 +161,15 @@ def random_taskvector(model: MaeVQGAN, task: str, every: int = 3, seed: int = 0)
 # Export
 
 
-def _module_and_args(graph: str, model: MaeVQGAN, tv, halo: int, decode: DecodeKind):
+def _module_and_args(graph: str, model: MaeVQGAN, tv, decode: G.DecodeKind, halo: int):
     img = torch.zeros(EXAMPLE_BATCH, SPEC.height, SPEC.width, SPEC.channels, dtype=torch.uint8)
     if graph == "task":
-        return ZeroShotGraph(model, tv.mul, tv.add, halo=halo, decode=decode), (img,), []
+        return ZeroShotGraph(model, tv.mul, tv.add, decode=decode, halo=halo), (img,), []
     if graph == "in-context":
-        return InContextGraph(model, halo=halo, decode=decode), (img, img, img), []
+        return InContextGraph(model, decode=decode, halo=halo), (img, img, img), []
     feeds = switch_feeds(model, tv)
-    return SwitchableGraph(model, halo=halo), (img, *[torch.from_numpy(v) for v in feeds.values()]), list(feeds)
+    return (SwitchableGraph(model, decode=decode, halo=halo), (img, *[torch.from_numpy(v) for v in feeds.values()]),
+            list(feeds))
 
 
 def _repeat_interleave(g, x, repeats, dim, output_size=None):
@@ -236,25 +227,50 @@ def _weight_bytes(model: onnx.ModelProto) -> int:
     return sum(len(t.raw_data) for t in model.graph.initializer)
 
 
+def graph_layout(graph: str) -> G.Layout:
+    """The token layout a graph kind runs: the one-shot prompt's or the zero-shot one."""
+    return G.get_layout("in-context" if graph == "in-context" else "zero-shot")
+
+
 @torch.no_grad()
-def compare_decodes(model: MaeVQGAN, halo: int = 0, batch: int = 2, seed: int = 7) -> dict[str, Any] | None:
-    """VQ head: the answer decoded from its 7×7 latent (+ halo) vs cut out of a full 14×14
-    canvas decode, on in-context prompts of fresh random images. Grey levels (0–255)."""
+def compare_decodes(model: MaeVQGAN, layout: G.Layout | str = "zero-shot", halo: int = 1, batch: int = 1,
+                    seed: int = 7) -> dict[str, Any] | None:
+    """VQ head: the answer of every decode (answer, halo, full) on prompts of fresh random
+    images, against the full decode (the reference MAE-VQGAN's answer), in grey levels
+    (0–255), with the multiply-accumulates per image of each decode and of the whole
+    forward (``torch.utils.flop_counter``: matmuls and convolutions). None for the pixel
+    head, which has no VQGAN decode (every decode gives the same answer)."""
     if model.cfg.head != "vq":
         return None
-    layout = G.get_layout("in-context")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    layout = G.get_layout(layout) if isinstance(layout, str) else layout
     cells = [torch.from_numpy(C.random_images(batch, seed + i)).float().div(255).permute(0, 3, 1, 2) for i in range(3)]
-    canvas = G.normalize(G.make_canvas(cells[1], cells[2], cells[0]))
-    out = model(canvas, layout)
-    full = full_canvas_answer(model, out, layout)
-    result: dict[str, Any] = {"batch": batch, "layout": layout.name}
-    for h in sorted({0, halo}):
-        diff = (decode_answer(model, out, layout, h) - full).abs() * 255
+    if layout.num_dec == G.NUM_SLOTS:
+        canvas = G.make_canvas(cells[1], cells[2], cells[0])
+    else:
+        canvas = G.make_canvas(None, None, cells[0])
+    dev = next(model.parameters()).device
+    with FlopCounterMode(display=False) as fc:
+        out = model(G.normalize(canvas).to(dev), layout, decode="answer")
+    forward_macs = fc.get_total_flops() // 2 // batch
+    answers, macs = {}, {}
+    for kind in G.DECODE_KINDS:
+        with FlopCounterMode(display=False) as fc:
+            answers[kind], _ = model.decode_vq(out.decoder_out, layout, kind, halo)
+        macs[kind] = fc.get_total_flops() // 2 // batch
+    transformer = forward_macs - macs["answer"]
+    result: dict[str, Any] = {"batch": batch, "layout": layout.name, "halo": halo, "reference": "full",
+                              "transformer_gmac": round(transformer / 1e9, 3), "decodes": {}}
+    for kind in G.DECODE_KINDS:
+        diff = (answers[kind] - answers["full"]).abs().float() * 255
         mse = float((diff / 255).pow(2).mean())
-        result[f"halo{h}"] = {
+        result["decodes"][kind] = {
             "max_abs": round(float(diff.max()), 3),
             "mean_abs": round(float(diff.mean()), 3),
             "psnr_db": round(10 * np.log10(1 / max(mse, 1e-12)), 2),
+            "decode_gmac": round(macs[kind] / 1e9, 3),
+            "total_gmac": round((transformer + macs[kind]) / 1e9, 3),
         }
     return result
 
@@ -266,9 +282,9 @@ def export_task(
     out_dir: str | os.PathLike = "exported",
     graph: GraphKind = "task",
     check: bool = True,
-    halo: int = 0,
+    halo: int | None = None,
     check_batch: int = 4,
-    decode: DecodeKind = "answer",
+    decode: G.DecodeKind | None = None,
     filename: str | None = None,
     external_data: bool | None = None,
     log: Callable[[str], None] | None = None,
@@ -278,22 +294,29 @@ def export_task(
     (``.onnx_path`` is the graph to run).
 
     ``model``: a ``--model`` spec or a loaded model; ``taskvec``: a TaskVector, a file, or
-    None for the shipped default; ``halo``: VQ-head context tokens decoded around the
-    answer; ``decode="full"`` decodes the whole canvas (cost comparisons only);
-    ``external_data``: None = automatic by size."""
+    None for the shipped default; ``decode``: the VQ head's decode (``answer``: the 7×7
+    answer latent; ``halo``: with ``halo`` context tokens; ``full``: the whole canvas, the
+    reference's answer) — its pixel difference from ``full`` and the MACs of each are
+    measured and written to the sidecar. Defaults: ``halo`` 1; ``decode`` ``halo`` when a
+    ``halo`` > 0 is given, else ``answer``. ``external_data``: None = automatic by size."""
     t0 = time.perf_counter()
     log = log or (lambda s: None)
     get_task(task)
     if graph not in GRAPH_KINDS:
         raise UserError(f"unknown graph {graph!r}; choose from {', '.join(GRAPH_KINDS)}")
+    if decode is None:
+        decode = "halo" if halo else "answer"
+    halo = 1 if halo is None else halo
     if halo < 0 or halo > G.GRID // 2:
         raise UserError(f"--halo must be 0..{G.GRID // 2}, got {halo}")
+    if decode not in G.DECODE_KINDS:
+        raise UserError(f"unknown decode {decode!r}; choose from {', '.join(G.DECODE_KINDS)}")
     out = Path(out_dir)
     _writable_dir(out)
     spec = model if isinstance(model, str) else model.cfg.name
     net = load_model(model) if isinstance(model, str) else model.eval()
     tv = None if graph == "in-context" else resolve_taskvector(task, net, taskvec, variant)
-    module, args, switch = _module_and_args(graph, net, tv, halo, decode)
+    module, args, switch = _module_and_args(graph, net, tv, decode, halo)
     module.eval()
     name = filename or onnx_filename(task, graph)
     dst = out / name
@@ -311,7 +334,8 @@ def export_task(
         "site_count": len(tv.sites) if (tv is not None and graph == "task") else 0,
         "patched_blocks": [str(b) for b in blocks],
         "switch_inputs": switch,
-        "halo": halo,
+        "halo": halo if decode == "halo" else 0,
+        "decode": decode,
         "io_spec": SPEC.to_dict(),
         "opset": OPSET,
         "producer": PRODUCER,
@@ -342,9 +366,12 @@ def export_task(
             examples = (SPEC.example_in_name, SPEC.example_out_name) if graph == "in-context" else ()
             report = C.compare_with_torch(tmp / "debug.onnx", module, module_feeds, examples, batch=check_batch)
             log(report.line())
-        decodes = compare_decodes(net, halo, batch=1) if graph == "in-context" else None
+        decodes = compare_decodes(net, graph_layout(graph), max(halo, 1))
         if decodes:
-            log(f"answer-only vs full-canvas VQGAN decode: {json.dumps(decodes)}")
+            d = decodes["decodes"]
+            log("VQGAN decode vs the full-canvas (reference) answer: " + ", ".join(
+                f"{k} max {v['max_abs']:.0f} / mean {v['mean_abs']:.1f} grey levels, {v['total_gmac']:.1f} GMAC"
+                for k, v in d.items()) + f"; this graph: --decode {decode}")
         data_dst = out / data.name if data else None
         result = ExportResult(task, graph, dst, sidecar, data_dst, meta, report, patch_nodes, counts,
                               time.perf_counter() - t0, decodes)

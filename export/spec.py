@@ -72,6 +72,7 @@ META_KEYS: tuple[str, ...] = (
     "patched_blocks",
     "switch_inputs",
     "halo",
+    "decode",
     "io_spec",
     "opset",
     "producer",

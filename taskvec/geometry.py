@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
@@ -194,8 +194,12 @@ class Layout:
         return [pos[s] for s in slots]
 
     def dec_index(self, slots: list[int] | tuple[int, ...]) -> list[int]:
-        pos = {s: i for i, s in enumerate(self.dec_slots)}
+        pos = self.dec_index_map()
         return [pos[s] for s in slots]
+
+    def dec_index_map(self) -> dict[int, int]:
+        """{slot: decoder sequence index} for every slot the decoder sees."""
+        return {s: i for i, s in enumerate(self.dec_slots)}
 
     def slots(self, stage: Literal["enc", "dec"]) -> tuple[int, ...]:
         return self.enc_slots if stage == "enc" else self.dec_slots
@@ -245,3 +249,85 @@ def region_slots(region: Literal["cls", "query", "answer", "example_in", "exampl
     if region == "cls":
         return [CLS_SLOT]
     return cell_slots(region)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------
+# Which tokens go through the VQGAN decoder for the answer cell (DESIGN §1, §5)
+
+DecodeKind = Literal["full", "halo", "answer"]
+DECODE_KINDS: tuple[str, ...] = get_args(DecodeKind)
+
+
+@dataclass(frozen=True)
+class DecodeRegion:
+    """A rectangle of canvas tokens (rows ``r0``..13, cols ``c0``..13) decoded by the VQGAN
+    to produce the answer cell.
+
+    ``sources``: for every token of the rectangle (raster order), the decoder-sequence
+    index whose code fills it. ``answer_positions``: where the answer's 49 tokens sit in the
+    rectangle. The answer cell is the decoded image's ``[crop_top:+111, crop_left:+111]``."""
+
+    kind: str
+    r0: int
+    c0: int
+    sources: tuple[int, ...]
+    answer_positions: tuple[int, ...]
+
+    @property
+    def rows(self) -> int:
+        return GRID - self.r0
+
+    @property
+    def cols(self) -> int:
+        return GRID - self.c0
+
+    @property
+    def crop_top(self) -> int:
+        return CELL_ORIGIN["answer"][0] - self.r0 * PATCH
+
+    @property
+    def crop_left(self) -> int:
+        return CELL_ORIGIN["answer"][1] - self.c0 * PATCH
+
+    def crop(self, image: Tensor) -> Tensor:
+        """Decoded image [B,3,16·rows,16·cols] → the answer cell [B,3,111,111]."""
+        return image[:, :, self.crop_top : self.crop_top + CELL, self.crop_left : self.crop_left + CELL]
+
+
+@lru_cache(maxsize=64)
+def decode_region(layout: Layout, kind: DecodeKind = "full", halo: int = 1) -> DecodeRegion:
+    """The tokens decoded for the answer cell under ``layout``.
+
+    - ``full``: the whole 14×14 grid, as the reference MAE-VQGAN decodes it; a token the
+      decoder did not see takes the code of the token half a grid below it (zero-shot: the
+      bottom half's codes in both halves), then the answer cell is cropped.
+    - ``answer``: only the answer's 7×7 tokens.
+    - ``halo``: the answer's tokens grown up/left by up to ``halo`` tokens where the
+      layout's decoder has them (the answer touches the canvas' bottom and right edges)."""
+    present = layout.dec_index_map()
+    if kind == "full":
+        r0 = c0 = 0
+    elif kind == "answer":
+        r0 = c0 = _HALF
+    elif kind == "halo":
+        if not 0 <= halo <= _HALF:
+            raise ValueError(f"halo must be 0..{_HALF}, got {halo}")
+        r0 = c0 = _HALF
+        while r0 > _HALF - halo and all(1 + (r0 - 1) * GRID + c in present for c in range(c0, GRID)):
+            r0 -= 1
+        while c0 > _HALF - halo and all(1 + r * GRID + c0 - 1 in present for r in range(r0, GRID)):
+            c0 -= 1
+    else:
+        raise ValueError(f"unknown decode {kind!r}; choose from {', '.join(DECODE_KINDS)}")
+    sources = []
+    for r in range(r0, GRID):
+        for c in range(c0, GRID):
+            slot = 1 + r * GRID + c
+            if slot not in present:
+                slot += _HALF * GRID  # the token half a grid below (the reference's zero-shot repeat)
+            if slot not in present:
+                raise ValueError(f"layout {layout.name} has no code for canvas token {r * GRID + c}")
+            sources.append(present[slot])
+    cols = GRID - c0
+    answer = tuple((r - r0) * cols + (c - c0) for r in range(_HALF, GRID) for c in range(_HALF, GRID))
+    return DecodeRegion(kind, r0, c0, tuple(sources), answer)

@@ -111,7 +111,37 @@ def test_grey_level_parity_with_prompt(tiny_export, tiny_tv, tmp_path):
 
 
 def test_vq_halo_crop_matches_answer_geometry(micro_export):
-    assert micro_export.metadata["halo"] == 2 and micro_export.metadata["head"] == "vq"
+    meta = micro_export.metadata
+    assert meta["halo"] == 2 and meta["decode"] == "halo" and meta["head"] == "vq"  # --halo alone: halo decode
+
+
+def test_decode_choice_measured_and_full_equals_prompt(tmp_path, nano_vq):
+    """tvexport --decode full computes the reference answer (what `taskvec prompt` returns);
+    the sidecar holds every decode's distance from it and its MACs, which agree with the
+    MACs counted from the exported graphs."""
+    import torch
+
+    from benchmarks.macs import count_macs
+    from export.onnx_export import random_taskvector
+    from taskvec import geometry as G
+
+    tv = random_taskvector(nano_vq, "inpainting")
+    runs = {d: export_task("inpainting", nano_vq, tv, tmp_path / d, decode=d, check_batch=1) for d in ("answer", "full")}
+    dc = json.loads(runs["full"].json_path.read_text())["decode_comparison"]
+    assert dc["layout"] == "zero-shot" and set(dc["decodes"]) == {"answer", "halo", "full"}
+    assert dc["decodes"]["full"]["max_abs"] == 0 and dc["decodes"]["answer"]["max_abs"] > 0
+    assert dc["decodes"]["answer"]["decode_gmac"] < dc["decodes"]["halo"]["decode_gmac"] < dc["decodes"]["full"]["decode_gmac"]
+    for d, res in runs.items():
+        assert res.metadata["decode"] == d
+        counted = count_macs(res.onnx_path)["total"] / 1e9
+        assert counted == pytest.approx(dc["decodes"][d]["total_gmac"], rel=0.02)
+    img = random_images(2, 5)
+    out = ort_session(runs["full"].onnx_path).run(None, {SPEC.input_name: img})[0]
+    q = torch.from_numpy(img[..., ::-1].copy()).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        ref = nano_vq(G.normalize(G.make_canvas(None, None, q)), G.get_layout("zero-shot"), tv.patches()).answer
+    ref_u8 = (ref.clamp(0, 1) * 255).round().permute(0, 2, 3, 1).numpy()[..., ::-1]
+    assert np.abs(out.astype(int) - ref_u8.astype(int)).max() <= 1
 
 
 def test_switchable_serves_the_task(tmp_path, micro_pixel):
@@ -135,7 +165,7 @@ def test_in_context_graph(tmp_path, nano_vq):
     assert [i.name for i in sess.get_inputs()] == [SPEC.input_name, SPEC.example_in_name, SPEC.example_out_name]
     assert res.check.max_abs_float <= FP32_BOUND
     dc = res.decode_comparison
-    assert dc and {"halo0", "halo1"} <= set(dc) and dc["halo0"]["max_abs"] >= 0
+    assert dc["layout"] == "in-context" and dc["decodes"]["halo"]["max_abs"] >= 0
 
 
 def test_refine_head_exports_with_parity(tmp_path):

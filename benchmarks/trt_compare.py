@@ -37,7 +37,7 @@ def _median_ms(fn, iters: int, warmup: int = 5) -> float:
 def compare(onnx_path: Path, precisions: list[str], batch: int, iters: int, out_dir: Path) -> dict:
     from export import trt
     from export.check import random_images
-    from export.graph_edit import read_metadata
+    from export.metadata import read_props
     from export.spec import SPEC
 
     import onnxruntime as ort
@@ -48,7 +48,7 @@ def compare(onnx_path: Path, precisions: list[str], batch: int, iters: int, out_
     feeds = {SPEC.input_name: img}
     ref = sess.run([SPEC.output_name], feeds)[0]
     result = {
-        "onnx": onnx_path.name, "metadata": read_metadata(onnx_path), "batch": batch, "gpu": trt.gpu_name(),
+        "onnx": onnx_path.name, "metadata": read_props(onnx_path).to_dict(), "batch": batch, "gpu": trt.gpu_name(),
         "tensorrt": trt._trt().__version__, "ort_provider": sess.get_providers()[0],
         "ort_ms": _median_ms(lambda: sess.run([SPEC.output_name], feeds), iters), "engines": {},
     }

@@ -29,7 +29,8 @@ import torch
 
 from export import check as C
 from export import graph_edit as E
-from export.spec import (FLOAT_OUTPUT, GRAPH_KINDS, OPSET, PRODUCER, SPEC, GraphKind, input_names, onnx_filename,
+from export.metadata import write_props
+from export.spec import (FLOAT_OUTPUT, GRAPH_KINDS, OPSET, PRODUCER, SPEC, GraphKind, GraphMetadata, onnx_filename,
                          patch_name)
 from export.wrapper import InContextGraph, SwitchableGraph, ZeroShotGraph, identity_patch, seq_len, width
 from taskvec import geometry as G
@@ -50,7 +51,7 @@ class ExportResult:
     onnx_path: Path
     json_path: Path
     data_path: Path | None
-    metadata: dict[str, Any]
+    metadata: GraphMetadata
     check: C.CheckReport | None
     patch_nodes: list[str]
     op_counts: dict[str, int]
@@ -61,8 +62,8 @@ class ExportResult:
     def summary(self) -> str:
         extra = f" + {self.data_path.name}" if self.data_path else ""
         return (
-            f"wrote {self.onnx_path}{extra} ({self.graph} graph, {self.metadata['site_count']} sites in "
-            f"{len(self.metadata['patched_blocks'])} blocks, {self.op_counts.get('LayerNormalization', 0)} "
+            f"wrote {self.onnx_path}{extra} ({self.graph} graph, {self.metadata.site_count} sites in "
+            f"{len(self.metadata.patched_blocks)} blocks, {self.op_counts.get('LayerNormalization', 0)} "
             f"LayerNormalization nodes) in {self.seconds:.1f} s"
         )
 
@@ -322,26 +323,16 @@ def export_task(
     dst = out / name
     sidecar = dst.with_suffix(".json")
     blocks = sorted(tv.mul) if (tv is not None and graph == "task") else []
-    meta = {
-        "task": task,
-        "graph": graph,
-        "model": spec,
-        "model_name": net.cfg.name,
-        "model_fingerprint": model_fingerprint(net),
-        "head": net.cfg.head,
-        "taskvector_fingerprint": taskvector_fingerprint(tv) if tv is not None else "",
-        "taskvector_method": getattr(tv, "method", "") if tv is not None else "",
-        "site_count": len(tv.sites) if (tv is not None and graph == "task") else 0,
-        "patched_blocks": [str(b) for b in blocks],
-        "switch_inputs": switch,
-        "halo": halo if decode == "halo" else 0,
-        "decode": decode,
-        "io_spec": SPEC.to_dict(),
-        "opset": OPSET,
-        "producer": PRODUCER,
-        "producer_version": PRODUCER_VERSION,
-    }
-    names = input_names(graph, switch)
+    meta = GraphMetadata(
+        task=task, graph=graph, model=spec, model_name=net.cfg.name, model_fingerprint=model_fingerprint(net),
+        head=net.cfg.head, taskvector_fingerprint=taskvector_fingerprint(tv) if tv is not None else "",
+        taskvector_method=getattr(tv, "method", "") if tv is not None else "",
+        site_count=len(tv.sites) if (tv is not None and graph == "task") else 0,
+        patched_blocks=tuple(str(b) for b in blocks), switch_inputs=tuple(switch),
+        halo=halo if decode == "halo" else 0, decode=decode, io_spec=SPEC, opset=OPSET, producer=PRODUCER,
+        producer_version=PRODUCER_VERSION,
+    )
+    names = meta.input_names
     dynamic = [n for n in names if n not in switch]
     with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=out) as tmp_dir:
         tmp = Path(tmp_dir)
@@ -350,8 +341,8 @@ def export_task(
         proto = onnx.load(str(tmp / "raw.onnx"))
         ext = _weight_bytes(proto) > EXTERNAL_DATA_BYTES if external_data is None else external_data
         patch_nodes = E.name_patch_nodes(proto, blocks) if graph == "task" else []
-        E.set_metadata(proto, meta, PRODUCER, PRODUCER_VERSION)
-        C.check_finite_graph(proto, f"export of {task} ({net.cfg.name})")  # also under --no-check
+        write_props(proto, meta)
+        E.check_finite_graph(proto, f"export of {task} ({net.cfg.name})")  # also under --no-check
         answer_vi = next(o for o in proto.graph.output if o.name == FLOAT_OUTPUT)
         E.drop_output(proto, FLOAT_OUTPUT)
         final = tmp / name
@@ -394,7 +385,7 @@ def _writable_dir(out: Path) -> None:
 
 def _write_sidecar(result: ExportResult, path: Path) -> None:
     info = {
-        **result.metadata,
+        **result.metadata.to_dict(),
         "files": {"onnx": result.onnx_path.name, "data": result.data_path.name if result.data_path else None,
                   "onnx_sha256": C.file_sha256(path.parent / result.onnx_path.name)},
         "check": result.check.to_dict() if result.check else None,
@@ -405,11 +396,3 @@ def _write_sidecar(result: ExportResult, path: Path) -> None:
         "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "dynamo": False},
     }
     path.write_text(json.dumps(info, indent=2, allow_nan=False) + "\n")
-
-
-def read_sidecar(onnx_path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(onnx_path).with_suffix(".json")
-    if not path.is_file():
-        raise UserError(f"{path}: no sidecar JSON next to {Path(onnx_path).name}")
-    return json.loads(path.read_text())
-

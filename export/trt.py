@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, get_args
 
-from export.graph_edit import read_metadata
+from export.metadata import read_props
 from export.spec import SPEC, IOSpec
 from taskvec.errors import UserError, atomic_path
 
@@ -175,8 +175,8 @@ def trtexec_plan(onnx_path: str | Path, precision: Precision = "fp16", batch_max
     if major < 10:
         raise UserError(f"TensorRT {trt_version}: this product builds with the 10.x API or later")
     gpu = gpu or gpu_name()
-    meta = read_metadata(onnx_path) if onnx_path.is_file() else {}
-    graph = meta.get("graph", "task")
+    meta = read_props(onnx_path) if onnx_path.is_file() else None
+    graph = meta.graph if meta is not None else "task"
     names = [spec.input_name] + ([spec.example_in_name, spec.example_out_name] if graph == "in-context" else [])
     opt = max(1, min(4, batch_max))
     shapes = {k: ",".join(_shape_arg(n, b, spec) for n in names) for k, b in (("min", 1), ("opt", opt), ("max", batch_max))}
@@ -263,7 +263,7 @@ def build_engine(
     if not onnx_path.is_file():
         raise UserError(f"{onnx_path} does not exist")
     version, gpu = trt.__version__, gpu_name()
-    meta = read_metadata(onnx_path)
+    meta = read_props(onnx_path)
     logger = _Logger(trt)
     builder = trt.Builder(logger)
     strong_flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
@@ -324,7 +324,7 @@ def build_engine(
         "tensorrt": version, "gpu": gpu, "gpu_slug": slug(gpu), "precision": precision, "strongly_typed": strongly,
         "batch_min": 1, "batch_opt": opt, "batch_max": batch_max, "onnx": onnx_path.name,
         "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "build_seconds": round(time.perf_counter() - t0, 1),
-        "timing_cache": cache_path.name, "metadata": meta,
+        "timing_cache": cache_path.name, "metadata": meta.to_dict() if meta is not None else {},
     }
     with atomic_path(sidecar_path(engine)) as tmp:
         tmp.write_text(json.dumps(info, indent=2) + "\n")

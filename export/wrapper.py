@@ -12,9 +12,10 @@ placement, ImageNet normalisation), runs :class:`~taskvec.model.mae_vqgan.MaeVQG
 Graphs (DESIGN §5):
 
 - :class:`ZeroShotGraph` — zero-shot layout (query cell only; the example cells are
-  never computed), the task vector registered as constant buffers ``tv_mul_<stage>_bNN``
-  / ``tv_add_<stage>_bNN`` so the exporter writes them as initializers feeding one Mul
-  and one Add before each patched block's output projection.
+  never computed), the task vector registered as constant buffers named after their site
+  (``tv/enc/b07/mul``, ``tv/enc/b07/add``: :func:`export.spec.patch_name`) so the exporter
+  writes them as initializers of that name feeding one Mul and one Add before each patched
+  block's output projection.
 - :class:`InContextGraph` — the one-shot prompt, with ``example_in``/``example_out``.
 - :class:`SwitchableGraph` — zero-shot with ``mul``/``add`` as graph inputs for every
   block, so one engine serves every task.
@@ -28,30 +29,15 @@ cell is cropped after decoding. The model does the decoding, so the graph comput
 
 from __future__ import annotations
 
-from typing import Literal, Mapping
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from export.spec import patch_name
 from taskvec import geometry as G
 from taskvec.model.mae_vqgan import BlockId, MaeVQGAN, Patch
-
-def buffer_name(kind: Literal["mul", "add"], bid: BlockId) -> str:
-    """Name of the constant buffer for one block's patch (read back by graph_edit)."""
-    return f"tv_{kind}_{bid.stage}_b{bid.block:02d}"
-
-
-def parse_buffer_name(name: str) -> tuple[str, BlockId] | None:
-    """Inverse of :func:`buffer_name` (ignores any module prefix); None if not one."""
-    base = name.rsplit(".", 1)[-1]
-    parts = base.split("_")
-    if len(parts) != 4 or parts[0] != "tv" or parts[1] not in ("mul", "add"):
-        return None
-    if parts[2] not in ("enc", "dec") or not parts[3].startswith("b") or not parts[3][1:].isdigit():
-        return None
-    return parts[1], BlockId(parts[2], int(parts[3][1:]))  # type: ignore[arg-type]
-
 
 # ---------------------------------------------------------------------------------
 # Pre- and post-processing (inside the graph)
@@ -121,14 +107,13 @@ class ZeroShotGraph(_Graph):
         super().__init__(model, G.get_layout("zero-shot"), decode, halo)
         self.block_ids = sorted(mul)
         for bid in self.block_ids:
-            self.register_buffer(buffer_name("mul", bid), mul[bid].detach().float().clone()[None])
-            self.register_buffer(buffer_name("add", bid), add[bid].detach().float().clone()[None])
+            self.register_buffer(patch_name(bid.stage, bid.block, "mul"), mul[bid].detach().float().clone()[None])
+            self.register_buffer(patch_name(bid.stage, bid.block, "add"), add[bid].detach().float().clone()[None])
 
     def patches(self) -> dict[BlockId, Patch]:
-        return {
-            bid: Patch(getattr(self, buffer_name("mul", bid)), getattr(self, buffer_name("add", bid)))
-            for bid in self.block_ids
-        }
+        bufs = dict(self.named_buffers(recurse=False))
+        return {bid: Patch(bufs[patch_name(bid.stage, bid.block, "mul")], bufs[patch_name(bid.stage, bid.block, "add")])
+                for bid in self.block_ids}
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
         canvas = place_cells(bgr_uint8_to_rgb(image))

@@ -17,6 +17,7 @@ import click
 from runtime.cache import default_cache_dir, file_digest
 from runtime.lowlight import GAIN_MODES, TRANSFER_MODES
 from taskvec.errors import OneLineCommand, UserError, one_line
+from taskvec.model.card import DEFAULT_MODEL
 
 TASKS = ("lowlight", "inpainting")
 
@@ -82,19 +83,39 @@ def cached_onnx(task: str, model: str = "tiny", cache_dir: str | os.PathLike[str
     return Path(result.onnx_path)
 
 
-def check_graph_options(task: str, engine: str | None, onnx: str | None, backend: str) -> None:
-    """Refuse, before opening anything, a --onnx graph that is not tvexport's graph for ``task``
-    (export.check.verify_task_graph) and an --engine that is missing or cannot run here."""
-    if onnx:
-        from export.check import verify_task_graph
+def graph_request(task: str, model: str | None):
+    """What tvrun asks of a graph or an engine: a task graph for ``task`` with the runtime's
+    I/O and, when ``--model`` was given, that model's weights (fingerprint from its card;
+    the config name for ``random:`` models). No torch."""
+    from export.metadata import GraphRequest
+    from export.spec import SPEC
 
-        verify_task_graph(onnx, task)
+    if model is None:
+        return GraphRequest(task=task, graph="task", spec=SPEC)
+    from taskvec.model.card import model_ref
+
+    ref = model_ref(model)
+    return GraphRequest(task=task, graph="task", model_fingerprint=ref.fingerprint, model_name=ref.name, spec=SPEC)
+
+
+def check_graph_options(task: str, engine: str | None, onnx: str | None, backend: str, model: str | None = None) -> None:
+    """Refuse, before opening anything, a --onnx graph or an --engine that is not tvexport's
+    graph for ``task`` (and ``model``, when given) or whose sidecar contradicts it
+    (:func:`export.metadata.load_graph_metadata` / :func:`~export.metadata.load_engine_metadata`),
+    and an --engine that cannot run here."""
+    if onnx:
+        from export.metadata import load_graph_metadata
+
+        load_graph_metadata(onnx, graph_request(task, model))
     if engine:
         path = Path(engine)
         if not path.is_file():
             raise UserError(f"engine {engine} does not exist")
         if path.stat().st_size == 0:
             raise UserError(f"engine {engine} is empty")
+        from export.metadata import load_engine_metadata
+
+        load_engine_metadata(path, graph_request(task, model))
         if backend in ("auto", "tensorrt"):
             from runtime.backends import available_backends
 
@@ -113,8 +134,9 @@ def check_graph_options(task: str, engine: str | None, onnx: str | None, backend
 @click.option("--task", required=True, type=click.Choice(TASKS), help="what to do to every frame")
 @click.option("--engine", type=click.Path(dir_okay=False), default=None, help="TensorRT engine (tvexport --engine)")
 @click.option("--onnx", type=click.Path(dir_okay=False), default=None, help="exported ONNX graph (tvexport)")
-@click.option("--model", default="tiny", show_default=True,
-              help="model whose graph is exported and cached when no --engine/--onnx is given (also for --backend torch)")
+@click.option("--model", default=None,
+              help="model whose graph is exported and cached when no --engine/--onnx is given (also for --backend "
+                   "torch) [tiny]; with --engine/--onnx, the graph must have been exported from it")
 @click.option("--taskvec", type=click.Path(dir_okay=False), default=None,
               help="task-vector file (default: the task's shipped vector)")
 @click.option("--backend", type=click.Choice(("auto", "tensorrt", "onnxruntime", "torch")), default="auto",
@@ -169,7 +191,7 @@ def main(camera, source, task, engine, onnx, model, taskvec, backend, headless, 
                      guide_blur=guide_blur, precision=precision)
 
 
-def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="tiny", taskvec=None, backend="auto",
+def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model=None, taskvec=None, backend="auto",
             headless=False, output=None, overlay=False, frames=None, loop=False, stats_path=None, mask=None,
             mask_rect=None, tiles=None, gain_mode="rgb", before_after=None, cache_dir=None, reconnect=0,
             transfer="denoise", noise_k=None, lift=None, temporal_alpha=None,
@@ -201,7 +223,8 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
                             "(in a window you can draw the hole)")
         if engine and onnx:
             raise UserError("give --engine or --onnx, not both")
-        check_graph_options(task, engine, onnx, backend)
+        check_graph_options(task, engine, onnx, backend, model)
+        model_spec = model or DEFAULT_MODEL
         from runtime.lowlight import lowlight_params
         from runtime.predictor import make_predictor, parse_rect, parse_tiles, read_mask
 

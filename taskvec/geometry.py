@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where tensors are made: the names and layouts load without it
+    import torch
+    from torch import Tensor
 
 CANVAS = 224
 CELL = 111
@@ -73,11 +73,15 @@ def cell_slots(cell: CellName) -> list[int]:
 # Canvas building
 
 
-_MEAN_STD: dict[tuple[str, torch.dtype], tuple[Tensor, Tensor]] = {}
+_MEAN_STD: dict[tuple[str, "torch.dtype"], tuple[Tensor, Tensor]] = {}
 
 
-def _mean_std(device=None, dtype=torch.float32) -> tuple[Tensor, Tensor]:
-    """ImageNet mean/std as [1,3,1,1], cached per device (no host copy on the hot path)."""
+def _mean_std(device=None, dtype=None) -> tuple[Tensor, Tensor]:
+    """ImageNet mean/std as [1,3,1,1] (float32 by default), cached per device (no host copy
+    on the hot path)."""
+    import torch
+
+    dtype = dtype or torch.float32
     key = (str(device), dtype)
     if key not in _MEAN_STD:
         mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1)
@@ -102,6 +106,8 @@ def resize_cell(img: Tensor) -> Tensor:
     """Resize [B,3,H,W] images in [0,1] to a 111×111 cell (bicubic, aspect not kept)."""
     if img.shape[-2:] == (CELL, CELL):
         return img
+    import torch.nn.functional as F
+
     return F.interpolate(img, size=(CELL, CELL), mode="bicubic", align_corners=False).clamp(0, 1)
 
 
@@ -117,6 +123,8 @@ def make_canvas(
     stays white). Returns the canvas [B,3,224,224] in [0,1] space — normalise it with
     :func:`normalize` before the model.
     """
+    import torch
+
     b = query.shape[0]
     canvas = torch.ones(b, 3, CANVAS, CANVAS, dtype=query.dtype, device=query.device)
     for name, img in zip(CELLS, (example_in, example_out, query, answer)):
@@ -236,6 +244,8 @@ def get_layout(name: LayoutName) -> Layout:
 def random_drop_layout(keep: float, generator: torch.Generator | None = None) -> Layout:
     """In-context layout whose encoder keeps a random ``keep`` fraction of the visible
     tokens (the query cell is always kept). Used in training to halve encoder cost."""
+    import torch
+
     base = get_layout("in-context")
     query = set(cell_slots("query"))
     others = [s for s in base.enc_slots[1:] if s not in query]

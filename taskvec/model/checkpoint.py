@@ -22,10 +22,9 @@ from torch import Tensor
 
 from taskvec.model.config import PUBLISHED_ARCHS, ModelConfig, get_config, list_configs
 from taskvec.errors import UserError, atomic_paths, check_finite
+from taskvec.model.card import DEFAULT_MODEL, WEIGHTS_DIR, card_path, read_card, resolve_model_path  # noqa: F401
 from taskvec.model.mae_vqgan import MaeVQGAN
 
-WEIGHTS_DIR = Path(__file__).parents[1] / "weights"  # package data of taskvec/
-DEFAULT_MODEL = "tiny"
 
 
 def fingerprint(state_dict: dict[str, Tensor]) -> str:
@@ -46,10 +45,6 @@ def model_fingerprint(model: MaeVQGAN) -> str:
     return fp
 
 
-def card_path(weights: Path) -> Path:
-    return weights.with_suffix(".json")
-
-
 def save_model(model: MaeVQGAN, path: str | Path, card: dict[str, Any] | None = None) -> Path:
     """Write ``path`` (.safetensors) and its JSON card atomically. Returns the weights path."""
     from safetensors.torch import save_file
@@ -62,36 +57,6 @@ def save_model(model: MaeVQGAN, path: str | Path, card: dict[str, Any] | None = 
     with atomic_paths([card_path(path), path]) as (tmp_card, tmp):
         save_file(sd, str(tmp), metadata={"config": json.dumps(model.cfg.to_dict())})
         tmp_card.write_text(json.dumps(info, indent=2) + "\n")
-    return path
-
-
-def read_card(path: Path) -> dict[str, Any]:
-    cp = card_path(path)
-    if cp.exists():
-        return json.loads(cp.read_text())
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
-    if "config" not in meta:
-        raise UserError(f"{path}: no JSON card ({cp.name}) and no config in the file's metadata")
-    return {"config": json.loads(meta["config"])}
-
-
-def resolve_model_path(spec: str) -> Path | None:
-    """The weights file a ``--model`` value names, or None for ``random:NAME``."""
-    if spec.startswith("random:"):
-        return None
-    if spec in list_configs():
-        path = WEIGHTS_DIR / f"{spec}.safetensors"
-        if not path.exists():
-            raise UserError(f"no shipped weights for {spec!r}; use random:{spec} or a .safetensors path")
-        return path
-    path = Path(spec)
-    if not path.exists():
-        raise UserError(f"model {spec!r} is neither a known name ({', '.join(list_configs())}) nor a file")
-    if path.suffix != ".safetensors":
-        raise UserError(f"{path}: expected a .safetensors file (convert a .pth with `taskvec convert`)")
     return path
 
 

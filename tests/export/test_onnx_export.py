@@ -61,21 +61,45 @@ def test_graph_rules(request, which):
 
 
 def test_metadata_round_trip(tiny_export, tiny):
-    meta = E.read_metadata(tiny_export.onnx_path)
-    assert meta["task"] == "inpainting" and meta["graph"] == "task"
-    assert meta["model_fingerprint"] == model_fingerprint(tiny)
-    assert meta["site_count"] == tiny_export.metadata["site_count"] > 0
-    assert len(meta["taskvector_fingerprint"]) == 64
-    spec = IOSpec.from_dict(meta["io_spec"])
-    assert spec == SPEC
+    from export.metadata import GraphRequest, load_graph_metadata, read_props
+    from export.spec import GraphMetadata
+
+    meta = read_props(tiny_export.onnx_path)
+    assert meta == tiny_export.metadata
+    assert meta.task == "inpainting" and meta.graph == "task"
+    assert meta.model_fingerprint == model_fingerprint(tiny)
+    assert meta.site_count > 0 and len(meta.taskvector_fingerprint) == 64
+    assert meta.io_spec == SPEC
     sess = ort_session(tiny_export.onnx_path)
-    assert [i.name for i in sess.get_inputs()] == [spec.input_name]
-    assert [o.name for o in sess.get_outputs()] == [spec.output_name]
+    assert [i.name for i in sess.get_inputs()] == [meta.io_spec.input_name]
+    assert [o.name for o in sess.get_outputs()] == [meta.io_spec.output_name]
     side = json.loads(tiny_export.json_path.read_text())
-    assert {k: side[k] for k in meta} == meta
+    assert GraphMetadata.from_dict(side) == meta
+    assert {k: side[k] for k in meta.to_dict()} == meta.to_dict()  # the sidecar's keys stay top-level
     assert side["check"]["max_abs_float"] <= FP32_BOUND
     model = onnx.load(str(tiny_export.onnx_path), load_external_data=False)
-    assert model.producer_name == meta["producer"]
+    assert model.producer_name == meta.producer
+    want = GraphRequest("inpainting", "task", model_fingerprint(tiny), "tiny", SPEC)
+    assert load_graph_metadata(tiny_export.onnx_path, want) == meta
+
+
+def test_graphs_written_before_still_load():
+    """metadata_props and a sidecar as the exporter wrote them before GraphMetadata (no
+    ``decode`` key, JSON-encoded lists) read back with the old meaning."""
+    from export.spec import GraphMetadata
+
+    props = {"taskvec.task": "lowlight", "taskvec.graph": "task", "taskvec.model": "tiny", "taskvec.model_name": "tiny",
+             "taskvec.model_fingerprint": "ab" * 32, "taskvec.head": "vq", "taskvec.taskvector_fingerprint": "cd" * 32,
+             "taskvec.taskvector_method": "reinforce", "taskvec.site_count": "28",
+             "taskvec.patched_blocks": '["enc/b01", "dec/b02"]', "taskvec.switch_inputs": "[]", "taskvec.halo": "2",
+             "taskvec.io_spec": json.dumps(SPEC.to_dict()), "taskvec.opset": "17", "taskvec.producer": "taskvec-export",
+             "taskvec.producer_version": "0.1.0", "other": "ignored"}
+    meta = GraphMetadata.from_props(props)
+    assert meta.site_count == 28 and meta.patched_blocks == ("enc/b01", "dec/b02") and meta.decode_kind == "halo"
+    side = {k[len("taskvec."):]: json.loads(v) if k.endswith(("count", "blocks", "inputs", "halo", "spec", "opset")) else v
+            for k, v in props.items() if k.startswith("taskvec.")}
+    assert GraphMetadata.from_dict({**side, "files": {}, "check": None}) == meta
+    assert GraphMetadata.from_props({"other": "x"}) is None
 
 
 def test_batch_four_and_dtype(tiny_export):
@@ -112,7 +136,7 @@ def test_grey_level_parity_with_prompt(tiny_export, tiny_tv, tmp_path):
 
 def test_vq_halo_crop_matches_answer_geometry(micro_export):
     meta = micro_export.metadata
-    assert meta["halo"] == 2 and meta["decode"] == "halo" and meta["head"] == "vq"  # --halo alone: halo decode
+    assert meta.halo == 2 and meta.decode == "halo" and meta.head == "vq"  # --halo alone: halo decode
 
 
 def test_decode_choice_measured_and_full_equals_prompt(tmp_path, nano_vq):
@@ -132,7 +156,7 @@ def test_decode_choice_measured_and_full_equals_prompt(tmp_path, nano_vq):
     assert dc["decodes"]["full"]["max_abs"] == 0 and dc["decodes"]["answer"]["max_abs"] > 0
     assert dc["decodes"]["answer"]["decode_gmac"] < dc["decodes"]["halo"]["decode_gmac"] < dc["decodes"]["full"]["decode_gmac"]
     for d, res in runs.items():
-        assert res.metadata["decode"] == d
+        assert res.metadata.decode == d
         counted = count_macs(res.onnx_path)["total"] / 1e9
         assert counted == pytest.approx(dc["decodes"][d]["total_gmac"], rel=0.02)
     img = random_images(2, 5)
@@ -152,7 +176,7 @@ def test_switchable_serves_the_task(tmp_path, micro_pixel):
     task = export_task("inpainting", micro_pixel, tv, tmp_path, check=False)
     assert res.onnx_path.name == "inpainting.switchable.onnx" and res.check.max_abs_float <= FP32_BOUND
     feeds = switch_feeds(micro_pixel, tv)
-    assert res.metadata["switch_inputs"] == list(feeds)
+    assert res.metadata.switch_inputs == tuple(feeds)
     img = random_images(3, 3)
     a = ort_session(res.onnx_path).run(None, {SPEC.input_name: img, **feeds})[0]
     b = ort_session(task.onnx_path).run(None, {SPEC.input_name: img})[0]

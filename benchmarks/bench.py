@@ -446,10 +446,9 @@ def _e2e_backend(backend, precision, model, tv, onnx: Path, engines: dict, cfg: 
             onnx = onnx.with_name(onnx.name.replace(".onnx", ".fp16.onnx"))
         return OrtBackend(onnx)
     if backend == "torch":
-        from export.wrapper import ZeroShotGraph
         from runtime.backends.torch import TorchBackend
 
-        return TorchBackend(model, ZeroShotGraph(model, tv.mul, tv.add).patches(), fp16=precision == "fp16")
+        return TorchBackend.zero_shot(model, tv, fp16=precision == "fp16")
     from runtime.backends.tensorrt import TensorRTBackend
 
     return TensorRTBackend(engines[("task-vector", precision)])

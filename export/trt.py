@@ -20,7 +20,8 @@ The timing cache lives in the output folder (``timing.<trt>.<gpu>.cache``). The 
 is ``T.trt<version>.<gpu-slug>.<prec>.engine`` with a sidecar ``….engine.json`` (TensorRT
 version, GPU, precision, batch range, ONNX metadata, sha256 of the engine).
 :func:`load_engine` refuses an engine whose TensorRT version or GPU differs from the
-running ones, or whose bytes do not match the sidecar — never runs it silently.
+running ones, or whose bytes do not match the sidecar — never runs it silently. Running an
+engine is :class:`export.trt_session.TrtSession`'s job.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def tensorrt_available() -> bool:
     return True
 
 
-def _trt():
+def tensorrt_module():
     try:
         import tensorrt as trt
     except ImportError:
@@ -69,14 +70,17 @@ def slug(text: str) -> str:
 
 
 def gpu_name() -> str:
-    """The running GPU's name: torch.cuda, else nvidia-smi, else the Jetson device tree."""
-    try:
-        import torch
+    """The running GPU's name: the CUDA runtime's device name (the one torch.cuda reports),
+    else nvidia-smi, else the Jetson device tree. No torch."""
+    from export.cudart import CudaRuntime, find_cudart
 
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001 — a broken CUDA install just falls through
-        pass
+    if find_cudart() is not None:
+        try:
+            cuda = CudaRuntime()
+            if cuda.device_count() > 0:
+                return cuda.device_name(0)
+        except (UserError, OSError, AttributeError):  # a broken CUDA install just falls through
+            pass
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
@@ -170,7 +174,7 @@ def trtexec_plan(onnx_path: str | Path, precision: Precision = "fp16", batch_max
     are fixed-size)."""
     onnx_path = Path(onnx_path)
     if trt_version is None:
-        trt_version = _trt().__version__ if tensorrt_available() else "10"
+        trt_version = tensorrt_module().__version__ if tensorrt_available() else "10"
     major = _major(trt_version)
     if major < 10:
         raise UserError(f"TensorRT {trt_version}: this product builds with the 10.x API or later")
@@ -256,7 +260,7 @@ def build_engine(
 ) -> Path:
     """Build ``T.trt<ver>.<gpu>.<prec>.engine`` (+ ``.json``) next to ``onnx_path`` (or in
     ``out_dir``). Returns the engine path. UserError on any failure (one line)."""
-    trt = _trt()
+    trt = tensorrt_module()
     log = log or (lambda s: None)
     onnx_path = Path(onnx_path)
     out = Path(out_dir) if out_dir else onnx_path.parent
@@ -380,7 +384,7 @@ def check_engine_file(path: str | Path, trt_version: str | None = None, gpu: str
 def load_engine(path: str | Path):
     """Deserialize an engine after :func:`check_engine_file` against the running TensorRT
     and GPU → ``trt.ICudaEngine``. One-line UserError if it cannot be used."""
-    trt = _trt()
+    trt = tensorrt_module()
     check_engine_file(path, trt.__version__, gpu_name())
     logger = _Logger(trt)
     runtime = trt.Runtime(logger)
@@ -390,55 +394,3 @@ def load_engine(path: str | Path):
         raise UserError(f"{Path(path).name}: TensorRT cannot load this engine ({' '.join(msg.split())[:200]})")
     _KEEP_ALIVE.append(runtime)
     return engine
-
-
-@dataclass
-class EngineRunner:
-    """Run an engine with named tensors and ``execute_async_v3``; buffers are torch CUDA
-    tensors. ``infer(feeds)`` takes numpy arrays by input name, returns outputs by name."""
-
-    path: str | Path
-
-    def __post_init__(self) -> None:
-        import torch
-
-        trt = _trt()
-        self._trt, self._torch = trt, torch
-        self.engine = load_engine(self.path)
-        self.context = self.engine.create_execution_context()
-        self.stream = torch.cuda.Stream()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-
-    def _dtype(self, name: str):
-        import numpy as np
-
-        return np.dtype(self._trt.nptype(self.engine.get_tensor_dtype(name)))
-
-    def infer(self, feeds: dict[str, Any]) -> dict[str, Any]:
-        torch = self._torch
-        keep = []
-        for name in self.inputs:
-            t = torch.from_numpy(feeds[name]).to("cuda").contiguous()
-            keep.append(t)
-            self.context.set_input_shape(name, tuple(t.shape))
-            self.context.set_tensor_address(name, t.data_ptr())
-        outs = {}
-        for name in self.outputs:
-            shape = tuple(self.context.get_tensor_shape(name))
-            t = torch.empty(shape, dtype=getattr(torch, self._dtype(name).name), device="cuda")
-            outs[name] = t
-            self.context.set_tensor_address(name, t.data_ptr())
-        with torch.cuda.stream(self.stream):
-            if not self.context.execute_async_v3(self.stream.cuda_stream):
-                raise UserError(f"{Path(self.path).name}: TensorRT execution failed")
-        self.stream.synchronize()
-        return {k: v.cpu().numpy() for k, v in outs.items()}
-
-    def __enter__(self) -> "EngineRunner":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.context = None
-        self.engine = None

@@ -7,9 +7,9 @@ Every backend runs the deployed graph's contract (``export.spec.SPEC``)::
 and is a context manager (``close()`` frees sessions, engines and device buffers).
 One module per backend, each importing its heavy dependency lazily:
 
-    tensorrt     a serialized TensorRT engine (``--engine``), through ``export.trt.load_engine``
+    tensorrt     a serialized TensorRT engine (``--engine``) in ``export.trt_session.TrtSession``
     onnxruntime  an exported ONNX graph (``--onnx``), TensorRT/CUDA/CPU execution providers
-    torch        the PyTorch reference: the model + the task's shipped task vector, zero-shot
+    torch        the PyTorch reference: the exported wrapper (``export.wrapper.ZeroShotGraph``) run eagerly
 
 ``open_backend("auto", …)`` picks the fastest one that can run here and says why
 (``backend.reason``): TensorRT engine > ORT with TensorRT/CUDA > ORT CPU > torch.
@@ -101,15 +101,21 @@ def ort_providers() -> list[str]:
 
 
 def cuda_available() -> bool:
-    if not _has("torch"):
-        return False
-    import torch
+    """A CUDA GPU is visible to the CUDA runtime (asked through ctypes: no torch)."""
+    from export.cudart import CudaRuntime, find_cudart
+    from taskvec.errors import UserError
 
-    return bool(torch.cuda.is_available())
+    if find_cudart() is None:
+        return False
+    try:
+        return CudaRuntime().device_count() > 0
+    except (UserError, OSError, AttributeError):
+        return False
 
 
 def available_backends() -> dict[str, str]:
-    """{kind: what it would run on} for every backend usable here, fastest first."""
+    """{kind: what it would run on} for every backend usable here, fastest first. Imports
+    neither torch nor TensorRT (the torch backend's device is chosen when it opens)."""
     out: dict[str, str] = {}
     if _has("tensorrt") and cuda_available():
         out["tensorrt"] = "TensorRT engine"
@@ -119,7 +125,7 @@ def available_backends() -> dict[str, str]:
 
         out["onnxruntime"] = ",".join(p.replace("ExecutionProvider", "") for p in pick_providers(providers))
     if _has("torch"):
-        out["torch"] = "cuda" if cuda_available() else "cpu"
+        out["torch"] = "cuda" if cuda_available() else "cpu"  # the device it would pick
     return out
 
 

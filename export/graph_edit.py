@@ -13,16 +13,15 @@ Metadata is written and read in :mod:`export.metadata`. No torch here.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 import numpy as np
 import onnx
 
 from export.spec import parse_patch_name, patch_name
 from taskvec.errors import UserError
+from taskvec.model.blocks import BlockId
 
-if TYPE_CHECKING:
-    from taskvec.model.mae_vqgan import BlockId
 
 FORBIDDEN_OPS = frozenset(
     {
@@ -81,37 +80,37 @@ def name_patch_nodes(model: onnx.ModelProto, blocks: Iterable[BlockId]) -> list[
     other block has any. Returns the patch names."""
     inline_identity_initializers(model)
     graph = model.graph
-    expected = {(b.stage, b.block) for b in blocks}
+    expected = set(blocks)
     users = consumers(graph)
-    found: dict[tuple[str, int], dict[str, onnx.NodeProto]] = defaultdict(dict)
+    found: dict[BlockId, dict[str, onnx.NodeProto]] = defaultdict(dict)
     names: list[str] = []
     for init in graph.initializer:
         parsed = parse_patch_name(init.name)
         if parsed is None:
             continue
-        stage, block, kind = parsed
+        bid, kind = parsed
         want = "Mul" if kind == "mul" else "Add"
         nodes = users.get(init.name, [])
         if len(nodes) != 1 or nodes[0].op_type != want:
             ops = [n.op_type for n in nodes]
             raise UserError(f"export: patch constant {init.name} feeds {ops or 'nothing'}, expected one {want}")
-        found[(stage, block)][kind] = nodes[0]
+        found[bid][kind] = nodes[0]
         names.append(init.name)
     if set(found) != expected:
         missing = sorted(expected - set(found))
         extra = sorted(set(found) - expected)
         raise UserError(f"export: patch nodes do not match the task vector (missing {missing}, unexpected {extra})")
-    for (stage, block), pair in found.items():
+    for bid, pair in found.items():
         if set(pair) != {"mul", "add"}:
-            raise UserError(f"export: block {stage}/b{block:02d} has {sorted(pair)} patch nodes, expected mul and add")
+            raise UserError(f"export: block {bid} has {sorted(pair)} patch nodes, expected mul and add")
         mul, add = pair["mul"], pair["add"]
         if mul.output[0] not in add.input:
-            raise UserError(f"export: {stage}/b{block:02d}: the patch Mul does not feed the patch Add")
+            raise UserError(f"export: {bid}: the patch Mul does not feed the patch Add")
         nxt = [n.op_type for n in users.get(add.output[0], [])]
         if nxt != ["MatMul"]:
-            raise UserError(f"export: {stage}/b{block:02d}: the patch Add feeds {nxt}, expected the output projection")
-        mul.name = patch_name(stage, block, "mul")
-        add.name = patch_name(stage, block, "add")
+            raise UserError(f"export: {bid}: the patch Add feeds {nxt}, expected the output projection")
+        mul.name = patch_name(bid, "mul")
+        add.name = patch_name(bid, "add")
     return sorted(names)
 
 
@@ -125,8 +124,7 @@ def patch_node_counts(model: onnx.ModelProto) -> dict[str, Counter]:
         if parsed is None or node.op_type not in ("Mul", "Add"):
             continue
         if node.name in node.input and node.name in inits:
-            stage, block, kind = parsed
-            counts[f"{stage}/b{block:02d}"][node.op_type] += 1
+            counts[str(parsed[0])][node.op_type] += 1
     return dict(counts)
 
 

@@ -131,8 +131,8 @@ def switch_feeds(model: MaeVQGAN, tv=None) -> dict[str, np.ndarray]:
         mul, add = identity_patch(model, bid)
         if tv is not None and bid in tv.mul:
             mul, add = tv.mul[bid].detach().float(), tv.add[bid].detach().float()
-        feeds[patch_name(bid.stage, bid.block, "mul")] = mul.numpy().astype(np.float32)
-        feeds[patch_name(bid.stage, bid.block, "add")] = add.numpy().astype(np.float32)
+        feeds[patch_name(bid, "mul")] = mul.numpy().astype(np.float32)
+        feeds[patch_name(bid, "add")] = add.numpy().astype(np.float32)
     return feeds
 
 

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from taskvec.model.blocks import BlockId
 from taskvec.geometry import CELL  # torch-free: loaders read this without torch
 
 GraphKind = Literal["task", "in-context", "switchable"]
@@ -149,20 +150,26 @@ class GraphMetadata:
 META_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(GraphMetadata))
 
 
-def patch_name(stage: str, block: int, kind: Literal["mul", "add"]) -> str:
-    """Graph name of one block's patch: node and initializer in the task graph, input in
-    the switchable graph — e.g. ``tv/enc/b07/mul``."""
-    return f"tv/{stage}/b{block:02d}/{kind}"
+PatchKind = Literal["mul", "add"]
 
 
-def parse_patch_name(name: str) -> tuple[str, int, str] | None:
-    """``tv/enc/b07/mul`` → ("enc", 7, "mul"); None if ``name`` is not a patch name."""
-    parts = name.split("/")
-    if len(parts) != 4 or parts[0] != "tv" or parts[1] not in ("enc", "dec") or parts[3] not in ("mul", "add"):
+def patch_name(bid: BlockId, kind: PatchKind) -> str:
+    """Graph name of one block's patch — the wrapper's buffer, then the task graph's
+    initializer and node, the switchable graph's input: ``tv/<block>/<kind>``, e.g.
+    ``tv/enc/b07/mul``."""
+    return f"tv/{bid}/{kind}"
+
+
+def parse_patch_name(name: str) -> tuple[BlockId, PatchKind] | None:
+    """``tv/enc/b07/mul`` → (BlockId("enc", 7), "mul"); None if ``name`` is not a patch name."""
+    head, _, rest = name.partition("/")
+    block, _, kind = rest.rpartition("/")
+    if head != "tv" or kind not in ("mul", "add"):
         return None
-    if not parts[2].startswith("b") or not parts[2][1:].isdigit():
+    try:
+        return BlockId.parse(block), kind  # type: ignore[return-value]
+    except ValueError:
         return None
-    return parts[1], int(parts[2][1:]), parts[3]
 
 
 def onnx_filename(task: str, graph: str = "task") -> str:

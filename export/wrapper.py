@@ -107,12 +107,12 @@ class ZeroShotGraph(_Graph):
         super().__init__(model, G.get_layout("zero-shot"), decode, halo)
         self.block_ids = sorted(mul)
         for bid in self.block_ids:
-            self.register_buffer(patch_name(bid.stage, bid.block, "mul"), mul[bid].detach().float().clone()[None])
-            self.register_buffer(patch_name(bid.stage, bid.block, "add"), add[bid].detach().float().clone()[None])
+            self.register_buffer(patch_name(bid, "mul"), mul[bid].detach().float().clone()[None])
+            self.register_buffer(patch_name(bid, "add"), add[bid].detach().float().clone()[None])
 
     def patches(self) -> dict[BlockId, Patch]:
         bufs = dict(self.named_buffers(recurse=False))
-        return {bid: Patch(bufs[patch_name(bid.stage, bid.block, "mul")], bufs[patch_name(bid.stage, bid.block, "add")])
+        return {bid: Patch(bufs[patch_name(bid, "mul")], bufs[patch_name(bid, "add")])
                 for bid in self.block_ids}
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:

@@ -19,22 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taskvec import geometry as G
+from taskvec.model.blocks import BlockId, Stage  # noqa: F401  (re-exported)
 from taskvec.model.config import ModelConfig
 from taskvec.model.vqgan import VQGAN
-
-Stage = Literal["enc", "dec"]
-
-
-@dataclass(frozen=True, order=True)
-class BlockId:
-    """One attention block: ``stage`` is "enc" or "dec", ``block`` its depth index."""
-
-    stage: Stage
-    block: int
-
-    def __str__(self) -> str:
-        return f"{self.stage}/b{self.block:02d}"
-
 
 @dataclass
 class Patch:

@@ -37,12 +37,6 @@ def _block_key(bid: BlockId) -> str:
     return str(bid)
 
 
-def _parse_block(key: str) -> BlockId:
-    from taskvec.vectors.activations import parse_block_key
-
-    return parse_block_key(key)
-
-
 @dataclass
 class TaskVector:
     task: str
@@ -123,7 +117,7 @@ class TaskVector:
             mul, add = {}, {}
             for key, t in tensors.items():
                 bkey, kind = key.rsplit("/", 1)
-                {"mul": mul, "add": add}[kind][_parse_block(bkey)] = t.float()
+                {"mul": mul, "add": add}[kind][BlockId.parse(bkey)] = t.float()
             if set(mul) != set(add) or any(mul[b].shape != add[b].shape or mul[b].ndim != 2 for b in mul):
                 raise ValueError("mul/add mismatch")
             check_finite(tensors, str(path))

@@ -19,6 +19,7 @@ import os
 import tempfile
 import time
 import warnings
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -34,10 +35,10 @@ from export.spec import (FLOAT_OUTPUT, GRAPH_KINDS, OPSET, PRODUCER, SPEC, Graph
                          patch_name)
 from export.wrapper import InContextGraph, SwitchableGraph, ZeroShotGraph, identity_patch, seq_len, width
 from taskvec import geometry as G
-from taskvec.model.checkpoint import DEFAULT_MODEL, load_model, model_fingerprint
+from taskvec.model.checkpoint import DEFAULT_MODEL, model_fingerprint
 from taskvec.errors import UserError, publish
 from taskvec.model.mae_vqgan import MaeVQGAN
-from taskvec.data.tasks import get_task
+from taskvec.vectors.resolved import ResolvedTask, resolve_task
 
 EXTERNAL_DATA_BYTES = 1 << 30  # weights above 1 GiB go to T.onnx.data
 PRODUCER_VERSION = "0.1.0"
@@ -70,46 +71,6 @@ class ExportResult:
 
 # ---------------------------------------------------------------------------------
 # Task vectors
-
-
-def resolve_taskvector(task: str, model: MaeVQGAN, taskvec: Any = None, variant: str = "paper"):
-    """A TaskVector object, a path, or None (the shipped default for ``task``) → a
-    TaskVector checked against ``task`` and ``model``."""
-    if taskvec is None or isinstance(taskvec, (str, os.PathLike)):
-        try:
-            from taskvec.vectors.taskvector import load_taskvector
-        except ModuleNotFoundError as e:
-            if e.name != "taskvec.vectors.taskvector":
-                raise
-            raise UserError("task vectors cannot be loaded: taskvec.vectors.taskvector is not installed") from None
-        tv = load_taskvector(task, model, None if taskvec is None else str(taskvec), variant)
-    else:
-        tv = taskvec
-    check_taskvector(tv, task, model)
-    return tv
-
-
-def check_taskvector(tv, task: str, model: MaeVQGAN) -> None:
-    """UserError unless ``tv`` is for ``task`` and ``model`` with zero-shot-layout shapes."""
-    if tv.task != task:
-        raise UserError(f"the task vector is for {tv.task!r}, not {task!r}")
-    if hasattr(tv, "check_model"):
-        tv.check_model(model)
-    fp = model_fingerprint(model)
-    if tv.model_fingerprint != fp:
-        raise UserError(
-            f"the task vector was made for model {tv.model_name} ({tv.model_fingerprint[:12]}…), "
-            f"not this {model.cfg.name} ({fp[:12]}…)"
-        )
-    layout = G.get_layout("zero-shot")
-    known = set(model.block_ids())
-    for bid in sorted(set(tv.mul) | set(tv.add)):
-        if bid not in known or bid not in tv.mul or bid not in tv.add:
-            raise UserError(f"the task vector's block {bid} does not fit {model.cfg.name}")
-        want = (seq_len(model, bid, layout), width(model, bid))
-        for kind, t in (("mul", tv.mul[bid]), ("add", tv.add[bid])):
-            if tuple(t.shape) != want:
-                raise UserError(f"task vector {kind} for {bid} is {tuple(t.shape)}, expected {want} (zero-shot layout)")
 
 
 def taskvector_fingerprint(tv) -> str:
@@ -276,6 +237,37 @@ def compare_decodes(model: MaeVQGAN, layout: G.Layout | str = "zero-shot", halo:
     return result
 
 
+@dataclass(frozen=True)
+class ExportRequest:
+    """How to export a resolved task (:func:`export_resolved`).
+
+    ``decode``: the VQ head's decode (``answer``: the 7×7 answer latent; ``halo``: with
+    ``halo`` context tokens; ``full``: the whole canvas, the reference's answer) — its pixel
+    difference from ``full`` and the MACs of each are measured and written to the sidecar.
+    Defaults: ``halo`` 1; ``decode`` ``halo`` when a ``halo`` > 0 is given, else ``answer``.
+    ``external_data``: None = automatic by size."""
+
+    graph: GraphKind = "task"
+    decode: G.DecodeKind | None = None
+    halo: int | None = None
+    check: bool = True
+    check_batch: int = 4
+    filename: str | None = None
+    external_data: bool | None = None
+
+    def resolved(self) -> "ExportRequest":
+        """The same request with ``decode``/``halo`` filled in and checked (one-line UserError)."""
+        if self.graph not in GRAPH_KINDS:
+            raise UserError(f"unknown graph {self.graph!r}; choose from {', '.join(GRAPH_KINDS)}")
+        decode = self.decode or ("halo" if self.halo else "answer")
+        halo = 1 if self.halo is None else self.halo
+        if halo < 0 or halo > G.GRID // 2:
+            raise UserError(f"--halo must be 0..{G.GRID // 2}, got {halo}")
+        if decode not in G.DECODE_KINDS:
+            raise UserError(f"unknown decode {decode!r}; choose from {', '.join(G.DECODE_KINDS)}")
+        return dataclasses.replace(self, decode=decode, halo=halo)
+
+
 def export_task(
     task: str,
     model: str | MaeVQGAN = DEFAULT_MODEL,
@@ -291,42 +283,40 @@ def export_task(
     log: Callable[[str], None] | None = None,
     variant: str = "paper",
 ) -> ExportResult:
-    """Export ``task``'s graph to ``out_dir`` and check it. Returns an :class:`ExportResult`
-    (``.onnx_path`` is the graph to run).
+    """Resolve ``task`` on ``model`` (a ``--model`` spec or a loaded model) with ``taskvec``
+    (a TaskVector, a file, or None for the shipped ``variant`` vector) and export it
+    (:func:`export_resolved`; the other arguments are :class:`ExportRequest`'s)."""
+    request = ExportRequest(graph, decode, halo, check, check_batch, filename, external_data).resolved()
+    _writable_dir(Path(out_dir))
+    deployed = resolve_task(task, model, taskvec, variant=variant, with_taskvector=graph != "in-context")
+    return export_resolved(deployed, out_dir, request, log)
 
-    ``model``: a ``--model`` spec or a loaded model; ``taskvec``: a TaskVector, a file, or
-    None for the shipped default; ``decode``: the VQ head's decode (``answer``: the 7×7
-    answer latent; ``halo``: with ``halo`` context tokens; ``full``: the whole canvas, the
-    reference's answer) — its pixel difference from ``full`` and the MACs of each are
-    measured and written to the sidecar. Defaults: ``halo`` 1; ``decode`` ``halo`` when a
-    ``halo`` > 0 is given, else ``answer``. ``external_data``: None = automatic by size."""
+
+def export_resolved(deployed: ResolvedTask, out_dir: str | os.PathLike = "exported",
+                    request: ExportRequest = ExportRequest(), log: Callable[[str], None] | None = None) -> ExportResult:
+    """Export ``deployed``'s graph to ``out_dir`` and check it. Returns an
+    :class:`ExportResult` (``.onnx_path`` is the graph to run)."""
     t0 = time.perf_counter()
     log = log or (lambda s: None)
-    get_task(task)
-    if graph not in GRAPH_KINDS:
-        raise UserError(f"unknown graph {graph!r}; choose from {', '.join(GRAPH_KINDS)}")
-    if decode is None:
-        decode = "halo" if halo else "answer"
-    halo = 1 if halo is None else halo
-    if halo < 0 or halo > G.GRID // 2:
-        raise UserError(f"--halo must be 0..{G.GRID // 2}, got {halo}")
-    if decode not in G.DECODE_KINDS:
-        raise UserError(f"unknown decode {decode!r}; choose from {', '.join(G.DECODE_KINDS)}")
+    req = request.resolved()
+    graph, decode, halo, task = req.graph, req.decode, req.halo, deployed.task
     out = Path(out_dir)
     _writable_dir(out)
-    spec = model if isinstance(model, str) else model.cfg.name
-    net = load_model(model) if isinstance(model, str) else model.eval()
-    tv = None if graph == "in-context" else resolve_taskvector(task, net, taskvec, variant)
+    net = deployed.model.eval()
+    tv = None if graph == "in-context" else deployed.taskvector
+    if tv is None and graph != "in-context":
+        raise UserError(f"the {graph} graph needs a task vector")
     module, args, switch = _module_and_args(graph, net, tv, decode, halo)
     module.eval()
-    name = filename or onnx_filename(task, graph)
+    name = req.filename or onnx_filename(task, graph)
     dst = out / name
     sidecar = dst.with_suffix(".json")
     blocks = sorted(tv.mul) if (tv is not None and graph == "task") else []
     meta = GraphMetadata(
-        task=task, graph=graph, model=spec, model_name=net.cfg.name, model_fingerprint=model_fingerprint(net),
-        head=net.cfg.head, taskvector_fingerprint=taskvector_fingerprint(tv) if tv is not None else "",
-        taskvector_method=getattr(tv, "method", "") if tv is not None else "",
+        task=task, graph=graph, model=deployed.ref.spec, model_name=net.cfg.name,
+        model_fingerprint=deployed.fingerprint, head=net.cfg.head,
+        taskvector_fingerprint=taskvector_fingerprint(tv) if tv is not None else "",
+        taskvector_method=tv.method if tv is not None else "",
         site_count=len(tv.sites) if (tv is not None and graph == "task") else 0,
         patched_blocks=tuple(str(b) for b in blocks), switch_inputs=tuple(switch),
         halo=halo if decode == "halo" else 0, decode=decode, io_spec=SPEC, opset=OPSET, producer=PRODUCER,
@@ -339,7 +329,7 @@ def export_task(
         log(f"tracing the {graph} graph of {net.cfg.name} for {task}…")
         _trace(module, args, tmp / "raw.onnx", names, dynamic)
         proto = onnx.load(str(tmp / "raw.onnx"))
-        ext = _weight_bytes(proto) > EXTERNAL_DATA_BYTES if external_data is None else external_data
+        ext = _weight_bytes(proto) > EXTERNAL_DATA_BYTES if req.external_data is None else req.external_data
         patch_nodes = E.name_patch_nodes(proto, blocks) if graph == "task" else []
         write_props(proto, meta)
         E.check_finite_graph(proto, f"export of {task} ({net.cfg.name})")  # also under --no-check
@@ -350,12 +340,12 @@ def export_task(
         C.check_model_file(final)
         counts = dict(E.op_counts(proto))
         report = None
-        if check:
+        if req.check:
             proto.graph.output.append(answer_vi)  # weights now live in the saved data file
             onnx.save_model(proto, str(tmp / "debug.onnx"))
             module_feeds = switch_feeds(net, tv) if graph == "switchable" else None
             examples = (SPEC.example_in_name, SPEC.example_out_name) if graph == "in-context" else ()
-            report = C.compare_with_torch(tmp / "debug.onnx", module, module_feeds, examples, batch=check_batch)
+            report = C.compare_with_torch(tmp / "debug.onnx", module, module_feeds, examples, batch=req.check_batch)
             log(report.line())
         decodes = compare_decodes(net, graph_layout(graph), max(halo, 1))
         if decodes:

@@ -407,4 +407,8 @@ def make_predictor(task: str, backend: Backend, *, tiles: tuple[int, int] = (1, 
         return LowLightEnhancer(backend, tiles=tiles, gain_mode=gain_mode, params=lowlight)
     if task == "inpainting":
         return Inpainter(backend, mask=mask, rect=rect)
-    raise UserError(f"tvrun has no predictor for task {task!r}; choose lowlight or inpainting")
+    raise UserError(f"tvrun has no predictor for task {task!r}; choose {' or '.join(PREDICTORS)}")
+
+
+PREDICTORS: dict[str, type[Predictor]] = {"lowlight": LowLightEnhancer, "inpainting": Inpainter}
+"""The tasks tvrun can run, each with its predictor (feeds ``tvrun --task``'s choices)."""

@@ -84,8 +84,9 @@ def _mean_std(device=None, dtype=None) -> tuple[Tensor, Tensor]:
     dtype = dtype or torch.float32
     key = (str(device), dtype)
     if key not in _MEAN_STD:
-        mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=device, dtype=dtype).view(1, 3, 1, 1)
+        with torch.inference_mode(False):  # cached: usable by training after an inference call made them
+            mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1)
+            std = torch.tensor(IMAGENET_STD, device=device, dtype=dtype).view(1, 3, 1, 1)
         _MEAN_STD[key] = (mean, std)
     return _MEAN_STD[key]
 

@@ -11,6 +11,7 @@ config (and, for trained models, data, seed, steps, metrics). ``--model`` accept
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import pickle
@@ -22,7 +23,8 @@ from torch import Tensor
 
 from taskvec.model.config import PUBLISHED_ARCHS, ModelConfig, get_config, list_configs
 from taskvec.errors import UserError, atomic_paths, check_finite
-from taskvec.model.card import DEFAULT_MODEL, WEIGHTS_DIR, card_path, read_card, resolve_model_path  # noqa: F401
+from taskvec.model.card import (DEFAULT_MODEL, WEIGHTS_DIR, ModelRef, card_path, model_ref, read_card,  # noqa: F401
+                                resolve_model_path)
 from taskvec.model.mae_vqgan import MaeVQGAN
 
 
@@ -38,11 +40,9 @@ def fingerprint(state_dict: dict[str, Tensor]) -> str:
 
 
 def model_fingerprint(model: MaeVQGAN) -> str:
-    fp = getattr(model, "_fingerprint", None)
-    if fp is None:
-        fp = fingerprint(model.state_dict())
-        model._fingerprint = fp  # type: ignore[attr-defined]
-    return fp
+    """The fingerprint of ``model``'s current weights (computed each time: a command that
+    needs it often resolves it once, :func:`taskvec.vectors.resolved.resolve_task`)."""
+    return fingerprint(model.state_dict())
 
 
 def save_model(model: MaeVQGAN, path: str | Path, card: dict[str, Any] | None = None) -> Path:
@@ -62,15 +62,25 @@ def save_model(model: MaeVQGAN, path: str | Path, card: dict[str, Any] | None = 
 
 def load_model(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu", seed: int = 0) -> MaeVQGAN:
     """Build and load the model named by ``spec`` (see module doc), in eval mode."""
-    path = resolve_model_path(spec)
+    return load_model_ref(spec, device, seed)[0]
+
+
+def load_model_ref(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu",
+                   seed: int = 0) -> tuple[MaeVQGAN, ModelRef, str]:
+    """:func:`load_model` → (model, its :class:`~taskvec.model.card.ModelRef`, the loaded
+    weights' fingerprint), each found once."""
+    ref = model_ref(spec)
+    path = ref.path
     if path is None:
-        cfg = get_config(spec.split(":", 1)[1])
+        cfg = get_config(ref.name)
         torch.manual_seed(seed)
-        return MaeVQGAN(cfg).eval().to(device)
+        model = MaeVQGAN(cfg).eval()
+        fp = model_fingerprint(model)
+        return model.to(device), dataclasses.replace(ref, fingerprint=fp), fp
     from safetensors.torch import load_file
 
+    card = ref.card
     try:
-        card = read_card(path)
         cfg = ModelConfig.from_dict(card["config"])
         sd = load_file(str(path))
     except UserError:
@@ -85,9 +95,7 @@ def load_model(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu", se
     if card.get("fingerprint", fp) != fp:
         raise UserError(f"{path}: the weights changed without their card (card fingerprint "
                         f"{card['fingerprint'][:8]}…, weights {fp[:8]}…)")  # fmt: skip
-    model._fingerprint = fp  # type: ignore[attr-defined]
-    model.card = card  # type: ignore[attr-defined]
-    return model.eval().to(device)
+    return model.eval().to(device), ref, fp
 
 
 def check_state_dict(model: MaeVQGAN, sd: dict[str, Tensor], where: str) -> None:

@@ -312,13 +312,15 @@ class MaeVQGAN(nn.Module):
 
 @lru_cache(maxsize=32)
 def _layout_index(layout: G.Layout, device: str) -> dict[str, Tensor]:
-    """Index tensors of a layout on ``device`` (cached per layout and device)."""
-    return {
-        "enc_tokens": torch.tensor([s - 1 for s in layout.enc_slots[1:]], device=device),
-        "dec_gather": torch.tensor(layout.decoder_gather(), device=device),
-        "dec_slots": torch.tensor(layout.dec_slots, device=device),
-        "answer": torch.tensor(layout.answer_dec_index(), device=device),
-    }
+    """Index tensors of a layout on ``device`` (cached per layout and device; made outside
+    inference mode, so training may use them after an inference call cached them)."""
+    with torch.inference_mode(False):
+        return {
+            "enc_tokens": torch.tensor([s - 1 for s in layout.enc_slots[1:]], device=device),
+            "dec_gather": torch.tensor(layout.decoder_gather(), device=device),
+            "dec_slots": torch.tensor(layout.dec_slots, device=device),
+            "answer": torch.tensor(layout.answer_dec_index(), device=device),
+        }
 
 
 @lru_cache(maxsize=32)
@@ -329,8 +331,9 @@ def _region_index(region: G.DecodeRegion, device: str) -> tuple[Tensor, Tensor |
     row = {s: i for i, s in enumerate(seen)}
     spread = [row[s] for s in region.sources]
     answer = [spread[p] for p in region.answer_positions]
-    t = lambda x: torch.tensor(x, device=device)  # noqa: E731
-    return t(seen), None if spread == list(range(len(seen))) else t(spread), t(answer)
+    with torch.inference_mode(False):  # as _layout_index
+        t = lambda x: torch.tensor(x, device=device)  # noqa: E731
+        return t(seen), None if spread == list(range(len(seen))) else t(spread), t(answer)
 
 
 class AnswerRefiner(nn.Module):

@@ -79,25 +79,24 @@ def write_rgb(img: Tensor, path: str | Path) -> None:
 
 def run_prompt(task, query, out, example_in=None, example_out=None, canvas_out=None, use_zero_shot=False,
                taskvec_file=None, seed=0, model_spec="tiny") -> Tensor:
-    """The ``taskvec prompt`` command as a function. Returns the answer [1,3,111,111]."""
-    from taskvec.model.checkpoint import load_model
+    """The ``taskvec prompt`` command as a function. Returns the answer [1,3,111,111].
 
-    get_task(task)
+    The task (model, fingerprint, task vector for ``use_zero_shot``) is resolved once; the
+    VQ head decodes the answer as the reference MAE-VQGAN does (the full grid, cropped)."""
+    from taskvec.vectors.resolved import resolve_task
+
     q = read_rgb(query)
     if (example_in is None) != (example_out is None):
         raise UserError("give both --example-in and --example-out, or neither")
-    model = load_model(model_spec)
+    deployed = resolve_task(task, model_spec, taskvec_file, with_taskvector=use_zero_shot)
     if use_zero_shot:
-        from taskvec.vectors.taskvector import load_taskvector
-
-        tv = load_taskvector(task, model, taskvec_file)
-        answer, canvas = zero_shot(model, q, tv.patches())
+        answer, canvas = zero_shot(deployed.model, q, deployed.patches())
     else:
         if example_in is not None:
             ex_in, ex_out = read_rgb(example_in), read_rgb(example_out)
         else:
             ex_in, ex_out = builtin_example(task, seed)
-        answer, canvas = one_shot(model, ex_in, ex_out, q)
+        answer, canvas = one_shot(deployed.model, ex_in, ex_out, q)
     write_rgb(answer, out)
     if canvas_out:
         write_rgb(canvas, canvas_out)

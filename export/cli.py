@@ -14,18 +14,16 @@ import click
 
 from export.spec import GRAPH_KINDS
 from export.trt import PRECISIONS
-from taskvec.model.checkpoint import DEFAULT_MODEL
-from taskvec.model.config import list_configs
+from taskvec.cli.options import model_option, task_option
 from taskvec.errors import OneLineCommand, cli_errors
-from taskvec.data.tasks import Variant, list_tasks
+from taskvec.data.tasks import Variant
 from taskvec.geometry import DECODE_KINDS
 
-MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME ({', '.join(list_configs())}), or a .safetensors path"
 
 
 @click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--task", required=True, type=click.Choice(list_tasks()), help="task name")
-@click.option("--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
+@task_option
+@model_option
 @click.option("--taskvec", "taskvec_file", default=None, metavar="FILE",
               help="task-vector file (default: the one shipped for the task and model)")
 @click.option("--out", "out_dir", default="exported", show_default=True, metavar="DIR",

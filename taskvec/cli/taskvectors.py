@@ -12,9 +12,9 @@ from typing import get_args
 
 import click
 
-from taskvec.model.checkpoint import DEFAULT_MODEL
+from taskvec.cli.options import model_option, task_option
 from taskvec.errors import CommonOptionsCommand, UserError, atomic_path, cli_errors
-from taskvec.data.tasks import Variant, list_tasks
+from taskvec.data.tasks import Variant
 from taskvec.search import METHODS, REWARDS
 from taskvec.vectors.sites import GRANULARITIES
 
@@ -22,9 +22,7 @@ IMAGES_HELP = (
     "image folder, or packaged:train / packaged:val (crops of the packaged photos; procedural "
     "scenes with masks for segmentation). Segmentation folders: DIR/images + DIR/masks, or a VOC tree"
 )
-task_option = click.option("--task", required=True, type=click.Choice(list_tasks()), help="task name")
 images_option = click.option("--images", required=True, help=IMAGES_HELP)
-model_option = click.option("--model", default=DEFAULT_MODEL, show_default=True, help="model name, random:NAME or .safetensors")
 pool_option = click.option("--pool", default=512, show_default=True, type=click.IntRange(min=1), help="images drawn from packaged:* sources")
 dist_timeout_option = click.option("--dist-timeout", default=600.0, show_default=True, metavar="SECONDS",
                                    help="under torchrun: give up on ranks that cannot be reached (or stall) this long")

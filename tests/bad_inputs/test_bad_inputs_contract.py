@@ -10,19 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from badinput import assert_one_line, good_image, invoke
+from badinput import assert_one_line, invoke
 from export.metadata import GraphRequest, load_engine_metadata, read_props
 from export.spec import SPEC
 from runtime.cli import main
-
-
-@pytest.fixture
-def frames(tmp_path) -> Path:
-    d = tmp_path / "frames"
-    d.mkdir()
-    for i in range(2):
-        good_image(d / f"f{i}.png", 48, 64, seed=i)
-    return d
 
 
 def _tvrun(frames, *args, task="lowlight"):
@@ -36,24 +27,24 @@ def _other_model(tmp_path) -> Path:
     return save_model(load_model("random:micro_pixel", seed=5), tmp_path / "other.safetensors")
 
 
-def test_onnx_for_another_model(tmp_path, frames, graph_copy):
-    r = _tvrun(frames, "--onnx", graph_copy, "--model", _other_model(tmp_path))
+def test_onnx_for_another_model(tmp_path, clip_dir, graph_copy):
+    r = _tvrun(clip_dir, "--onnx", graph_copy, "--model", _other_model(tmp_path))
     assert_one_line(r, 2, "exported from model")
-    r = _tvrun(frames, "--onnx", graph_copy, "--model", "tiny")
+    r = _tvrun(clip_dir, "--onnx", graph_copy, "--model", "tiny")
     assert_one_line(r, 2, "exported from model", "tiny")
 
 
 @pytest.mark.parametrize("key,value", [("decode", "full"), ("halo", 3), ("head", "vq"),
                                        ("patched_blocks", ["enc/b00"]), ("model_name", "tiny")])
-def test_onnx_sidecar_contradicting_any_field(frames, graph_copy, key, value):
+def test_onnx_sidecar_contradicting_any_field(clip_dir, graph_copy, key, value):
     side = graph_copy.with_suffix(".json")
     info = json.loads(side.read_text())
     info[key] = value
     side.write_text(json.dumps(info))
-    assert_one_line(_tvrun(frames, "--onnx", graph_copy), 2, "does not describe", key)
+    assert_one_line(_tvrun(clip_dir, "--onnx", graph_copy), 2, "does not describe", key)
 
 
-def test_onnx_io_not_what_its_metadata_says(frames, graph_copy):
+def test_onnx_io_not_what_its_metadata_says(clip_dir, graph_copy):
     """Graph and sidecar agree, but the I/O spec they both carry is not the runtime's."""
     import onnx
 
@@ -71,7 +62,7 @@ def test_onnx_io_not_what_its_metadata_says(frames, graph_copy):
     info = {**json.loads(side.read_text()), **meta.to_dict()}
     info["files"]["onnx_sha256"] = file_sha256(graph_copy)
     side.write_text(json.dumps(info))
-    assert_one_line(_tvrun(frames, "--onnx", graph_copy), 2, "color")
+    assert_one_line(_tvrun(clip_dir, "--onnx", graph_copy), 2, "color")
 
 
 def _fake_engine(folder: Path, graph: Path, edit=None, lie: bool = False) -> Path:
@@ -88,21 +79,21 @@ def _fake_engine(folder: Path, graph: Path, edit=None, lie: bool = False) -> Pat
     return eng
 
 
-def test_engine_for_another_task(tmp_path, frames, graph_copy):
+def test_engine_for_another_task(tmp_path, clip_dir, graph_copy):
     eng = _fake_engine(tmp_path, graph_copy, lambda m: m.update(task="inpainting"))
-    assert_one_line(_tvrun(frames, "--engine", eng), 2, "'inpainting' graph")
+    assert_one_line(_tvrun(clip_dir, "--engine", eng), 2, "'inpainting' graph")
 
 
-def test_engine_for_another_model(tmp_path, frames, graph_copy):
+def test_engine_for_another_model(tmp_path, clip_dir, graph_copy):
     eng = _fake_engine(tmp_path, graph_copy)
-    assert_one_line(_tvrun(frames, "--engine", eng, "--model", _other_model(tmp_path)), 2, "exported from model")
+    assert_one_line(_tvrun(clip_dir, "--engine", eng, "--model", _other_model(tmp_path)), 2, "exported from model")
 
 
-def test_engine_whose_sidecar_contradicts_it(tmp_path, frames, graph_copy):
+def test_engine_whose_sidecar_contradicts_it(tmp_path, clip_dir, graph_copy):
     eng = _fake_engine(tmp_path, graph_copy, lie=True)
-    assert_one_line(_tvrun(frames, "--engine", eng), 2, "checksum")
+    assert_one_line(_tvrun(clip_dir, "--engine", eng), 2, "checksum")
     eng = _fake_engine(tmp_path, graph_copy, lambda m: m.clear())
-    assert_one_line(_tvrun(frames, "--engine", eng), 2, "no graph metadata")
+    assert_one_line(_tvrun(clip_dir, "--engine", eng), 2, "no graph metadata")
 
 
 def test_engine_metadata_checked_without_tensorrt(tmp_path, graph_copy):

@@ -44,7 +44,7 @@ def default_runtime_taskvector(task: str, model: str) -> Path:
     (live video is darker and noisier than the paper's 0.5·image), else the paper's. Reads
     the model's card only (no weights)."""
     from taskvec.model.card import model_ref
-    from taskvec.vectors.taskvector import runtime_taskvector_path
+    from taskvec.vectors.shipped import runtime_taskvector_path
 
     return runtime_taskvector_path(task, model_ref(model).name)
 

@@ -24,13 +24,13 @@ from torch import Tensor
 
 from taskvec.errors import UserError, atomic_paths, check_finite
 from taskvec.model.mae_vqgan import BlockId, MaeVQGAN, Patch
+from taskvec.vectors.shipped import TASKVECTOR_DIR, default_taskvector_path, runtime_taskvector_path  # noqa: F401
 from taskvec.vectors.sites import Site, SiteSpace
 
 if TYPE_CHECKING:
     from taskvec.vectors.activations import RunningMeans
 
 FORMAT = "taskvec-taskvector/1"
-TASKVECTOR_DIR = Path(__file__).parents[1] / "taskvectors"  # package data of taskvec/
 
 
 def _block_key(bid: BlockId) -> str:
@@ -165,22 +165,6 @@ class TaskVector:
         from taskvec.model.checkpoint import model_fingerprint
 
         self.validate(self.task, model, model_fingerprint(model))
-
-
-def default_taskvector_path(task: str, model_name: str = "tiny", variant: str = "paper") -> Path:
-    """The shipped vector: ``taskvec/taskvectors/{model_name}-{task}[-realistic].safetensors``.
-
-    ``variant`` names the task construction it was searched on: the paper's (e.g. 0.5·image
-    for low-light) or the realistic one (gamma, gain and sensor noise), which the runtime
-    prefers for live video where it is shipped."""
-    suffix = "" if variant == "paper" else f"-{variant}"
-    return TASKVECTOR_DIR / f"{model_name}-{task}{suffix}.safetensors"
-
-
-def runtime_taskvector_path(task: str, model_name: str) -> Path:
-    """The vector the runtime uses by default: the realistic one where shipped, else the paper's."""
-    realistic = default_taskvector_path(task, model_name, "realistic")
-    return realistic if realistic.is_file() else default_taskvector_path(task, model_name)
 
 
 def load_taskvector(task: str, model: MaeVQGAN, path: str | None = None, variant: str = "paper") -> TaskVector:

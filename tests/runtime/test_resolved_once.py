@@ -1,5 +1,6 @@
-"""tvrun resolves its task once: the model is built at most once per command, and with a
-graph or an engine and a file source nothing imports torch (issue 13)."""
+"""tvrun resolves its task once: the model is built at most once per command (never on an
+export-cache hit), and with a graph or an engine (or a cached graph) and a file source
+nothing imports torch (issue 13)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,7 @@ def test_export_cache_loads_the_model_once_then_never(frames, tmp_path, built, m
     assert built == ["tiny"] and len(exported) == 1
     assert _run(source=str(frames), cache_dir=str(cache)) == 0  # hit: the card's fingerprint suffices
     assert built == ["tiny"] and len(exported) == 1
+    assert _subprocess({"source": str(frames), "cache_dir": str(cache)}) == "RC 0 TORCH False"  # nor torch
 
 
 def test_onnx_run_builds_no_model(frames, exported_lowlight, built):

@@ -33,7 +33,7 @@ from export import graph_edit as E
 from export.metadata import write_props
 from export.spec import (FLOAT_OUTPUT, GRAPH_KINDS, OPSET, PRODUCER, SPEC, GraphKind, GraphMetadata, onnx_filename,
                          patch_name)
-from export.wrapper import InContextGraph, SwitchableGraph, ZeroShotGraph, identity_patch, seq_len, width
+from export.wrapper import InContextGraph, SwitchableGraph, ZeroShotGraph, identity_patch
 from taskvec import geometry as G
 from taskvec.model.checkpoint import DEFAULT_MODEL, model_fingerprint
 from taskvec.errors import UserError, publish

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from functools import lru_cache
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F

@@ -11,7 +11,7 @@ import pytest
 from export import graph_edit as E
 from export.check import FP32_BOUND, ort_session, random_images
 from export.onnx_export import export_task, switch_feeds
-from export.spec import SPEC, IOSpec, parse_patch_name
+from export.spec import SPEC, parse_patch_name
 from taskvec.model.checkpoint import model_fingerprint
 
 

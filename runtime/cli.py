@@ -123,6 +123,9 @@ def check_graph_options(task: str, engine: str | None, onnx: str | None, backend
                    "and the timing cache are kept in --cache-dir/ort-trt, so only the first launch builds")
 @click.option("--headless", is_flag=True, help="no window (servers, benchmarks)")
 @click.option("--output", default=None, metavar="PATH", help="write frames to a video (.mp4/.avi) or an image folder")
+@click.option("--output-codec", type=click.Choice(("auto", "h264", "mp4v", "mjpg")), default="auto",
+              show_default=True, help="video file codec: auto = H.264 (libx264 through PyAV) for .mp4/.mov/.m4v, "
+                                      "MJPG for .avi; mp4v = OpenCV's MPEG-4 Part 2 (the fallback without PyAV)")
 @click.option("--overlay", is_flag=True, help="also draw the FPS overlay into --output (always in the window)")
 @click.option("--frames", type=click.IntRange(min=1), default=None, metavar="N", help="stop after N frames")
 @click.option("--loop", is_flag=True, help="replay a file or folder source forever (stop with --frames or Ctrl-C)")
@@ -155,7 +158,7 @@ def check_graph_options(task: str, engine: str | None, onnx: str | None, backend
 @click.option("--cache-dir", default=None, metavar="DIR", help="where exported graphs are cached (~/.cache/taskvec)")
 def main(camera, source, task, engine, onnx, model, taskvec, backend, headless, output, overlay, frames, loop,
          stats_path, mask, mask_rect, tiles, gain_mode, transfer, noise_k, lift, temporal_alpha, before_after, cache_dir,
-         reconnect, guide_blur, precision) -> None:
+         reconnect, guide_blur, precision, output_codec) -> None:
     """Run a task-vector filter on live video: source → graph → window/file.
 
     Prints which backend it picked and why, and at the end one line with frames, FPS,
@@ -165,14 +168,14 @@ def main(camera, source, task, engine, onnx, model, taskvec, backend, headless, 
                      frames=frames, loop=loop, stats_path=stats_path, mask=mask, mask_rect=mask_rect, tiles=tiles,
                      gain_mode=gain_mode, before_after=before_after, cache_dir=cache_dir, reconnect=reconnect,
                      transfer=transfer, noise_k=noise_k, lift=lift, temporal_alpha=temporal_alpha,
-                     guide_blur=guide_blur, precision=precision)
+                     guide_blur=guide_blur, precision=precision, output_codec=output_codec)
 
 
 def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="tiny", taskvec=None, backend="auto",
             headless=False, output=None, overlay=False, frames=None, loop=False, stats_path=None, mask=None,
             mask_rect=None, tiles=None, gain_mode="rgb", before_after=None, cache_dir=None, reconnect=0,
             transfer="denoise", noise_k=None, lift=None, temporal_alpha=None,
-            guide_blur=None, precision="fp32") -> int:
+            guide_blur=None, precision="fp32", output_codec="auto") -> int:
     """The command as a function: 0 on success, 2 for bad input, 1 when a source fails mid-run."""
     from runtime.sinks import SinkError
     from runtime.sources import SourceError
@@ -207,7 +210,9 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
         if output is not None:
             from runtime.sinks import check_output_path
 
-            check_output_path(output)
+            check_output_path(output, output_codec)
+        elif output_codec != "auto":
+            raise UserError("--output-codec needs --output FILE")
         tile_rc = parse_tiles(tiles)
         lowlight = lowlight_params(transfer, noise_k, lift, temporal_alpha, guide_blur)
         rect = parse_rect(mask_rect) if mask_rect else None
@@ -264,7 +269,7 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
                         frames=frames, stats_path=stats_path, before_after=before_after, loop=loop,
                         reconnect=reconnect if src.is_live else 0,
                         paint_masks=(task == "inpainting" and not headless), on_frame=on_frame, extra=extra,
-                        progress=headless)
+                        progress=headless, output_codec=output_codec)
     except (SourceError, SinkError) as e:
         return err(str(e), 1)
     except (UserError, ValueError) as e:

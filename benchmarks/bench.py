@@ -21,17 +21,16 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Literal
+from typing import Callable
 
 import numpy as np
 
 from benchmarks.bench_report import BACKEND_ORDER, compute_ratios
-from benchmarks.graph_runners import (Runner, engine_for, matmul_peak, ort_runner, time_loop, torch_runner,
+from benchmarks.graph_runners import (PRECISIONS, Runner, engine_for, matmul_peak, ort_runner, time_loop, torch_runner,
                                       trt_runner)
 from benchmarks.stats import HEADLINE, host_load_warnings, latency_stats, load_average, ratio_warnings, throughput
 from taskvec.errors import UserError
 
-Precision = Literal["fp32", "fp16"]
 BACKENDS: tuple[str, ...] = BACKEND_ORDER
 GRAPHS: tuple[str, ...] = ("task-vector", "in-context", "task-vector-full-decode")
 # graph name → (export graph, decode, number of image inputs)
@@ -46,7 +45,7 @@ class BenchConfig:
     task: str
     model: str = "tiny"
     backends: tuple[str, ...] = ()  # () = every backend available here
-    precisions: tuple[str, ...] = ("fp32", "fp16")
+    precisions: tuple[str, ...] = PRECISIONS
     batches: tuple[int, ...] = (1,)
     iters: int = 200
     duration_s: float | None = None
@@ -67,7 +66,7 @@ def available() -> dict[str, str]:
 
 def check_config(cfg: BenchConfig) -> list[str]:
     """Validate before any heavy work; returns the backends to run. UserError on bad input."""
-    from taskvec.tasks import get_task
+    from taskvec.data.tasks import get_task
 
     get_task(cfg.task)
     from runtime.lowlight import LowLightParams
@@ -80,9 +79,9 @@ def check_config(cfg: BenchConfig) -> list[str]:
     missing = [b for b in cfg.backends if b not in have]
     if missing:
         raise UserError(f"backend {missing[0]} is not available here (available: {', '.join(have) or 'none'})")
-    bad = [p for p in cfg.precisions if p not in ("fp32", "fp16")]
+    bad = [p for p in cfg.precisions if p not in PRECISIONS]
     if bad:
-        raise UserError(f"unknown precision {bad[0]!r}; choose fp32 or fp16")
+        raise UserError(f"unknown precision {bad[0]!r}; choose {' or '.join(PRECISIONS)}")
     if not cfg.batches or min(cfg.batches) < 1:
         raise UserError("--batch sizes must be positive integers")
     if cfg.iters < 1 or cfg.min_iters < 1 or cfg.warmup < 0 or (cfg.duration_s is not None and cfg.duration_s <= 0):
@@ -98,7 +97,7 @@ def check_config(cfg: BenchConfig) -> list[str]:
 def check_source(uri: str) -> None:
     """UserError for a source that cannot work: bad syntax, a missing file, an unknown sample."""
     from runtime.sources import SourceError, parse_source
-    from taskvec.tasks import get_task
+    from taskvec.data.tasks import get_task
 
     try:
         spec = parse_source(uri)
@@ -142,7 +141,7 @@ def _taskvector(model, task: str) -> tuple[object, str]:
 
 def export_graph(name: str, task: str, model, tv, workdir: Path, log: Callable[[str], None]) -> Path:
     from export.onnx_export import export_task, taskvector_fingerprint
-    from taskvec.checkpoint import model_fingerprint
+    from taskvec.model.checkpoint import model_fingerprint
 
     graph, decode, _ = EXPORTS[name]
     path = workdir / f"{task}.{name}.onnx"
@@ -210,7 +209,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
     ``notes``) with the raw samples under the private key ``_samples``."""
     from benchmarks.env import capture_environment
     from benchmarks.tegrastats import TegrastatsSampler
-    from taskvec.checkpoint import load_model
+    from taskvec.model.checkpoint import load_model
 
     backends = check_config(cfg)
     have = available()
@@ -242,7 +241,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
         plan = _plan(cfg, backends, graphs, have)
         done = 0
         for backend in backends:
-            for precision in sorted(set(cfg.precisions), key=("fp32", "fp16").index):  # torch fp16 e2e halves the model
+            for precision in sorted(set(cfg.precisions), key=PRECISIONS.index):  # torch fp16 e2e halves the model
                 ok, why = fp16_support(backend, have) if precision == "fp16" else (True, "")
                 if not ok:
                     skipped.append({"what": f"{backend} fp16", "reason": why})
@@ -407,7 +406,7 @@ def end_to_end(cfg: BenchConfig, backend: str, precision: str, model, tv, onnx: 
         rect = (w * 5 // 12, h * 5 // 12, max(8, w // 6), max(8, h // 6)) if cfg.task == "inpainting" else None
         lowlight = LowLightParams.from_options(cfg.transfer) if cfg.task == "lowlight" else None
         predictor = make_predictor(cfg.task, be, rect=rect, lowlight=lowlight)
-        dummy = np.zeros((1, 111, 111, 3), np.uint8)
+        dummy = np.zeros((1, be.spec.height, be.spec.width, be.spec.channels), np.uint8)
         for _ in range(max(1, cfg.warmup)):
             be.infer(dummy)
         seen: dict = {}

@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from runtime.lowlight import TRANSFER_MODES
 from taskvec.errors import OneLineCommand, UserError, cli_errors
 
 EPILOG = """\b
@@ -49,7 +50,7 @@ def split_list(text: str | None, kind=str, name: str = "value") -> tuple:
 @click.option("--source", default=None, metavar="URI", help="end-to-end source [default: sample:<task>]")
 @click.option("--frames", type=click.IntRange(min=0), default=100, show_default=True,
               help="end-to-end frames (0 skips the end-to-end run)")
-@click.option("--transfer", type=click.Choice(("denoise", "temporal", "gain")), default="denoise", show_default=True,
+@click.option("--transfer", type=click.Choice(TRANSFER_MODES), default="denoise", show_default=True,
               help="low-light end to end: tvrun's full-resolution transfer (tvrun --help)")
 @click.option("--workdir", default=None, metavar="DIR",
               help="keep exported graphs/engines here and reuse them [default: a temp folder]")

@@ -19,9 +19,10 @@ import click
 import numpy as np
 import torch
 
+from benchmarks.graph_runners import PRECISIONS
 from taskvec import geometry as G
-from taskvec.config import get_config
-from taskvec.model import MaeVQGAN, Patch
+from taskvec.model.config import get_config
+from taskvec.model.mae_vqgan import MaeVQGAN, Patch
 
 
 def full_patches(model: MaeVQGAN, layout: G.Layout, dtype, device) -> dict:
@@ -101,7 +102,7 @@ def measure(models: list[str], device: str, precision: str, batch: int, iters: i
 @click.command()
 @click.option("--models", default="tiny,vit_large", show_default=True, help="comma-separated config names")
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True)
 @click.option("--batch", default=1, show_default=True)
 @click.option("--iters", default=100, show_default=True)
 @click.option("--warmup", default=10, show_default=True)

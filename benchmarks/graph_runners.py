@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, get_args
 
 import numpy as np
 
@@ -29,6 +29,8 @@ from export.spec import SPEC
 from taskvec.errors import UserError
 
 Timer = Literal["perf_counter", "cuda_events"]
+Precision = Literal["fp32", "fp16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)  # measuring order: the fp32 baseline first
 PEAK_N = 1024
 
 

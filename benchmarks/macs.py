@@ -117,7 +117,7 @@ def _taskvector(model, task: str):
 def measure(model_spec: str, task: str = "inpainting", out_dir: str | Path | None = None) -> dict:
     """Export every variant of ``model_spec`` and count its MACs. Returns a result dict."""
     from export.onnx_export import compare_decodes, export_task
-    from taskvec.checkpoint import load_model
+    from taskvec.model.checkpoint import load_model
 
     model = load_model(model_spec)
     tv = _taskvector(model, task)

@@ -2,7 +2,7 @@
 
     python -m benchmarks.prompting_quality [--model tiny] [--n 96] [--json FILE] [--markdown FILE]
 
-Queries are crops of the held-out photos (taskvec.data.VAL_PHOTOS, never used in
+Queries are crops of the held-out photos (taskvec.data.images.VAL_PHOTOS, never used in
 training); each example pair is made from a *different* held-out photo. Segmentation
 uses procedural scenes on held-out backgrounds with a seed training never uses.
 Rows: low-light (paper: 0.5·image), in-painting (27-px black square; hole PSNR and cell
@@ -24,13 +24,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from taskvec import metrics as M
-from taskvec.checkpoint import load_model
-from taskvec.data import VAL_PHOTOS, packaged_photos, random_crops
-from taskvec.model import MaeVQGAN
-from taskvec.prompting import one_shot
-from taskvec.scenes import procedural_scenes
-from taskvec.tasks import build_canvases, get_task
+from taskvec import geometry as G
+from taskvec.evaluation import metrics as M
+from taskvec.model.checkpoint import load_model
+from taskvec.data.images import VAL_PHOTOS, packaged_photos, random_crops
+from taskvec.model.mae_vqgan import MaeVQGAN
+from taskvec.vectors.prompting import one_shot
+from taskvec.data.scenes import procedural_scenes
+from taskvec.data.tasks import build_canvases, get_task
 
 TASKS = ("lowlight", "inpainting", "colorization", "segmentation")
 
@@ -83,7 +84,7 @@ def evaluate_quality(model_spec: str = "tiny", n: int = 96, seed: int = 7) -> di
     gen = torch.Generator().manual_seed(seed)
 
     canvas, target, q_in = build_canvases("lowlight", ex, q, gen, "paper", with_answer=False)
-    pred, _ = one_shot(model, canvas[:, :, :111, :111], canvas[:, :, :111, 113:], q_in)
+    pred, _ = one_shot(model, G.get_cell(canvas, "example_in"), G.get_cell(canvas, "example_out"), q_in)
     rows["lowlight"] = {"psnr": M.psnr(pred, target).mean().item(), "input_psnr": M.psnr(q_in, target).mean().item(),
                         "ssim": M.ssim(pred, target).mean().item()}
 
@@ -94,14 +95,14 @@ def evaluate_quality(model_spec: str = "tiny", n: int = 96, seed: int = 7) -> di
     rows["inpainting"]["model_pasted_ssim"] = M.ssim(M.paste_hole(fills["model"], target, hole), target).mean().item()
 
     canvas, target, q_in = build_canvases("colorization", ex, q, gen, "paper", with_answer=False)
-    pred, _ = one_shot(model, canvas[:, :, :111, :111], canvas[:, :, :111, 113:], q_in)
+    pred, _ = one_shot(model, G.get_cell(canvas, "example_in"), G.get_cell(canvas, "example_out"), q_in)
     rows["colorization"] = {"mse": M.mse_normalized(pred, target).mean().item(),
                             "input_mse": M.mse_normalized(q_in, target).mean().item(),
                             "psnr": M.psnr(pred, target).mean().item()}
 
     sex, sexm, sq, sqm = heldout_scenes(n, seed + 100)
     canvas, target, q_in = build_canvases("segmentation", sex, sq, gen, "paper", sexm, sqm, with_answer=False)
-    pred, _ = one_shot(model, canvas[:, :, :111, :111], canvas[:, :, :111, 113:], q_in)
+    pred, _ = one_shot(model, G.get_cell(canvas, "example_in"), G.get_cell(canvas, "example_out"), q_in)
     rows["segmentation"] = {"iou": M.iou(pred, target).mean().item()}
 
     rows["task_identification"] = task_identification(model, sex, sexm, sq, sqm, gen)
@@ -154,8 +155,8 @@ def bank_quality(model_spec: str | MaeVQGAN, bank: str, n: int = 96, seed: int =
     the first, report the second) and, for the seen/unseen gap, its training pictures: wallpaper crops at the training scales, 40 %
     with a cut-out stamp of the same split; segmentation on stamp composites. One-shot, the
     example from another crop of the same split; in-painting beside Telea and the mean colour."""
-    from taskvec.bank import ImageBank, bank_crops, composite_stamps
-    from taskvec.train import STAMPED
+    from taskvec.data.bank import ImageBank, bank_crops, composite_stamps
+    from taskvec.model.train import STAMPED
 
     model = load_model(model_spec) if isinstance(model_spec, str) else model_spec
     out = {}
@@ -171,7 +172,7 @@ def bank_quality(model_spec: str | MaeVQGAN, bank: str, n: int = 96, seed: int =
         rows["inpainting"] = fill_metrics(fills, target, hole)
         for t, variant in (("lowlight", "paper"), ("lowlight", "realistic"), ("colorization", "paper")):
             canvas, target, q_in = build_canvases(t, ex, q, gen, variant, with_answer=False)
-            pred, _ = one_shot(model, canvas[:, :, :111, :111], canvas[:, :, :111, 113:], q_in)
+            pred, _ = one_shot(model, G.get_cell(canvas, "example_in"), G.get_cell(canvas, "example_out"), q_in)
             rows[f"{t}_{variant}"] = {"psnr": M.psnr(pred, target).mean().item(),
                                       "input_psnr": M.psnr(q_in, target).mean().item(),
                                       "mse": M.mse_normalized(pred, target).mean().item(),
@@ -179,7 +180,7 @@ def bank_quality(model_spec: str | MaeVQGAN, bank: str, n: int = 96, seed: int =
         (sex, sexm), (sq, sqm) = composite_stamps(bank_crops(b, n, gen), b.stamps, gen), \
             composite_stamps(bank_crops(b, n, gen), b.stamps, gen)
         canvas, target, q_in = build_canvases("segmentation", sex, sq, gen, "paper", sexm, sqm, with_answer=False)
-        pred, _ = one_shot(model, canvas[:, :, :111, :111], canvas[:, :, :111, 113:], q_in)
+        pred, _ = one_shot(model, G.get_cell(canvas, "example_in"), G.get_cell(canvas, "example_out"), q_in)
         rows["segmentation"] = {"iou": M.iou(pred, target).mean().item()}
         out[f"bank_{split}"] = {t: {m: round(float(v), 4) for m, v in r.items()} for t, r in rows.items()}
     return out

@@ -30,6 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from export.spec import SPEC
 from runtime.backends.onnxruntime import OrtBackend
 from runtime.pipeline import run
 from runtime.predictor import LowLightEnhancer
@@ -50,8 +51,8 @@ def graph_for(task: str, onnx: str | None, cache: Path) -> tuple[str, str]:
         if "task vector" not in str(e):
             raise
     from export.onnx_export import export_task
-    from taskvec.checkpoint import load_model, model_fingerprint
-    from taskvec.taskvector import TaskVector
+    from taskvec.model.checkpoint import load_model, model_fingerprint
+    from taskvec.vectors.taskvector import TaskVector
 
     model = load_model("tiny")
     tv = TaskVector(task, "tiny", model_fingerprint(model), "none", "region", [], {}, {})
@@ -73,7 +74,8 @@ def resize_clip(src: str, dst: Path, size: tuple[int, int]) -> Path:
 
 
 def bare_graph_ms(backend: OrtBackend, iters: int, warmup: int = 20) -> dict[str, float]:
-    x = np.random.default_rng(0).integers(0, 256, (1, 111, 111, 3), dtype=np.uint8)
+    s = backend.spec
+    x = np.random.default_rng(0).integers(0, 256, (1, s.height, s.width, s.channels), dtype=np.uint8)
     sess, feed, out = backend.session, {backend.spec.input_name: x}, [backend.spec.output_name]
     for _ in range(warmup):
         sess.run(out, feed)
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict:
         tmp = Path(tmp)
         onnx, note = graph_for("lowlight", args.onnx, tmp / "graph")
         clip = make_sample_clip("lowlight", tmp / "lowlight.mp4", frames=args.frames, size=(640, 480))
-        small = resize_clip(clip, tmp / "small.mp4", (111, 111))
+        small = resize_clip(clip, tmp / "small.mp4", (SPEC.width, SPEC.height))  # one cell per frame
         rounds = []
         with OrtBackend(onnx) as be:
             for r in range(args.rounds):

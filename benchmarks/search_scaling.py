@@ -4,7 +4,7 @@
     python -m benchmarks.search_scaling --procs 1,2,4,8       # a multi-GPU node: one GPU per process (NCCL)
 
 Each configuration is one ``torchrun --standalone --nproc-per-node N`` launch of this
-module's worker, which times :meth:`taskvec.search_common.Objective.score` — one search
+module's worker, which times :meth:`taskvec.search.common.Objective.score` — one search
 step: K site-sets × R queries, sharded over the ranks, rewards all-gathered — exactly as
 ``taskvec search`` runs it. On a CPU every configuration gets all cores (each of N
 processes ``cores // N`` threads), and one more row runs one process on
@@ -35,11 +35,11 @@ def run_worker(model_spec: str, k: int, r: int, steps: int, out: str, seed: int 
     import torch
 
     from taskvec import geometry as G
-    from taskvec.activations import RunningMeans
-    from taskvec.checkpoint import load_model
+    from taskvec.vectors.activations import RunningMeans
+    from taskvec.model.checkpoint import load_model
     from taskvec.distributed import session
-    from taskvec.search_common import Objective
-    from taskvec.sites import SiteSpace, enumerate_sites
+    from taskvec.search.common import Objective
+    from taskvec.vectors.sites import SiteSpace, enumerate_sites
 
     with session() as dist:
         device = dist.device if dist.active else ("cuda" if torch.cuda.is_available() else "cpu")

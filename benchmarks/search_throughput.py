@@ -2,9 +2,9 @@
 
     python -m benchmarks.search_throughput                   # tiny, K=16 site-sets × R=8 queries
 
-The batched path is what :class:`taskvec.search_common.Objective` does in every search
+The batched path is what :class:`taskvec.search.common.Objective` does in every search
 step: K site-sets on R queries as ONE forward of K·R canvases with per-sample patches
-(:meth:`taskvec.sites.SiteSpace.patches`). The loop runs the same K·R patched forwards
+(:meth:`taskvec.vectors.sites.SiteSpace.patches`). The loop runs the same K·R patched forwards
 one canvas at a time (the reference research code's habit). Both are timed on the same
 model, CPU and inputs, interleaved round by round so that load from other processes
 hits both alike; the ratio comes from this one run. Writes JSON.
@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 from taskvec import geometry as G
-from taskvec.activations import RunningMeans
-from taskvec.checkpoint import load_model
-from taskvec.search_common import Objective
-from taskvec.sites import SiteSpace, enumerate_sites
+from taskvec.vectors.activations import RunningMeans
+from taskvec.model.checkpoint import load_model
+from taskvec.search.common import Objective
+from taskvec.vectors.sites import SiteSpace, enumerate_sites
 
 DEFAULT_JSON = "benchmarks/results/search_throughput_cpu.json"
 

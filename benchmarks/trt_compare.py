@@ -69,12 +69,14 @@ def compare(onnx_path: Path, precisions: list[str], batch: int, iters: int, out_
 
 
 def main(argv: list[str] | None = None) -> None:
+    from export.trt import PRECISIONS
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--task", default="lowlight")
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--taskvec", default=None, help="task-vector file (default: shipped; 'random' for random means)")
     ap.add_argument("--onnx", default=None, help="an exported graph instead of exporting")
-    ap.add_argument("--precision", nargs="+", default=["fp16", "fp32"], choices=["fp16", "fp32"])
+    ap.add_argument("--precision", nargs="+", default=list(PRECISIONS), choices=PRECISIONS)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--iters", type=int, default=50)
     ap.add_argument("--out", default="exported")
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
             onnx_path = Path(args.onnx)
         else:
             from export.onnx_export import export_task, random_taskvector
-            from taskvec.checkpoint import load_model
+            from taskvec.model.checkpoint import load_model
 
             model = load_model(args.model)
             tv = random_taskvector(model, args.task) if args.taskvec == "random" else args.taskvec

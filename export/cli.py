@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import get_args
 
 import click
 
 from export.spec import GRAPH_KINDS
-from taskvec.checkpoint import DEFAULT_MODEL
-from taskvec.config import list_configs
+from export.trt import PRECISIONS
+from taskvec.model.checkpoint import DEFAULT_MODEL
+from taskvec.model.config import list_configs
 from taskvec.errors import OneLineCommand, cli_errors
-from taskvec.tasks import list_tasks
+from taskvec.data.tasks import Variant, list_tasks
 
 MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME ({', '.join(list_configs())}), or a .safetensors path"
 
@@ -31,14 +33,14 @@ MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME
               help="task: zero-shot with the task vector folded in; in-context: the one-shot prompt; "
               "switchable: task-vector mul/add as inputs (one engine for every task)")
 @click.option("--engine", is_flag=True, help="also build a TensorRT engine (needs TensorRT and a GPU)")
-@click.option("--precision", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True,
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp16", show_default=True,
               help="engine precision (LayerNorm and softmax stay FP32 under fp16)")
 @click.option("--batch-max", type=click.IntRange(1, 1024), default=8, show_default=True,
               help="largest batch of the engine's optimisation profile (1..N)")
 @click.option("--halo", type=click.IntRange(0, 7), default=0, show_default=True,
               help="VQ head: context tokens decoded around the answer's 7×7 latent, cropped after decoding")
 @click.option("--no-check", is_flag=True, help="skip the ONNX Runtime vs PyTorch comparison (the ONNX checker still runs)")
-@click.option("--variant", type=click.Choice(["paper", "realistic"]), default="paper", show_default=True,
+@click.option("--variant", type=click.Choice(get_args(Variant)), default="paper", show_default=True,
               help="which shipped task vector when --taskvec is not given: searched on the paper's task or the "
                    "realistic one (low-light: gamma, gain, sensor noise — what tvrun uses on live video)")
 @click.option("--trt-version", "trt_target", type=click.Choice(["10", "11"]), default="10", show_default=True,

@@ -20,7 +20,7 @@ import onnx
 from export.spec import JSON_META_KEYS, META_PREFIX, parse_patch_name, patch_name
 from export.wrapper import parse_buffer_name
 from taskvec.errors import UserError
-from taskvec.model import BlockId
+from taskvec.model.mae_vqgan import BlockId
 
 FORBIDDEN_OPS = frozenset(
     {

@@ -21,7 +21,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable
 
 import numpy as np
 import onnx
@@ -29,7 +29,8 @@ import torch
 
 from export import check as C
 from export import graph_edit as E
-from export.spec import FLOAT_OUTPUT, GRAPH_KINDS, OPSET, PRODUCER, SPEC, input_names, onnx_filename, patch_name
+from export.spec import (FLOAT_OUTPUT, GRAPH_KINDS, OPSET, PRODUCER, SPEC, GraphKind, input_names, onnx_filename,
+                         patch_name)
 from export.wrapper import (
     DecodeKind,
     InContextGraph,
@@ -42,10 +43,10 @@ from export.wrapper import (
     width,
 )
 from taskvec import geometry as G
-from taskvec.checkpoint import DEFAULT_MODEL, load_model, model_fingerprint
+from taskvec.model.checkpoint import DEFAULT_MODEL, load_model, model_fingerprint
 from taskvec.errors import UserError, publish
-from taskvec.model import MaeVQGAN
-from taskvec.tasks import get_task
+from taskvec.model.mae_vqgan import MaeVQGAN
+from taskvec.data.tasks import get_task
 
 EXTERNAL_DATA_BYTES = 1 << 30  # weights above 1 GiB go to T.onnx.data
 PRODUCER_VERSION = "0.1.0"
@@ -85,11 +86,11 @@ def resolve_taskvector(task: str, model: MaeVQGAN, taskvec: Any = None, variant:
     TaskVector checked against ``task`` and ``model``."""
     if taskvec is None or isinstance(taskvec, (str, os.PathLike)):
         try:
-            from taskvec.taskvector import load_taskvector
+            from taskvec.vectors.taskvector import load_taskvector
         except ModuleNotFoundError as e:
-            if e.name != "taskvec.taskvector":
+            if e.name != "taskvec.vectors.taskvector":
                 raise
-            raise UserError("task vectors cannot be loaded: taskvec.taskvector is not installed") from None
+            raise UserError("task vectors cannot be loaded: taskvec.vectors.taskvector is not installed") from None
         tv = load_taskvector(task, model, None if taskvec is None else str(taskvec), variant)
     else:
         tv = taskvec
@@ -147,8 +148,8 @@ def switch_feeds(model: MaeVQGAN, tv=None) -> dict[str, np.ndarray]:
 def random_taskvector(model: MaeVQGAN, task: str, every: int = 3, seed: int = 0):
     """For benchmarks and tests: a TaskVector patching every ``every``-th region site of
     ``model`` with random means (the graph's structure and cost do not depend on them)."""
-    from taskvec.sites import SiteSpace, enumerate_sites
-    from taskvec.taskvector import TaskVector
+    from taskvec.vectors.sites import SiteSpace, enumerate_sites
+    from taskvec.vectors.taskvector import TaskVector
 
     gen = torch.Generator().manual_seed(seed)
     sites = enumerate_sites(model.cfg)[::every]
@@ -263,7 +264,7 @@ def export_task(
     model: str | MaeVQGAN = DEFAULT_MODEL,
     taskvec: Any = None,
     out_dir: str | os.PathLike = "exported",
-    graph: Literal["task", "in-context", "switchable"] = "task",
+    graph: GraphKind = "task",
     check: bool = True,
     halo: int = 0,
     check_batch: int = 4,

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from taskvec.geometry import CELL
 
 GraphKind = Literal["task", "in-context", "switchable"]
-GRAPH_KINDS: tuple[str, ...] = ("task", "in-context", "switchable")
+GRAPH_KINDS: tuple[str, ...] = get_args(GraphKind)
 OPSET = 17
 PRODUCER = "taskvec-export"
 

@@ -33,13 +33,14 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, get_args
 
 from export.graph_edit import read_metadata
 from export.spec import SPEC, IOSpec
 from taskvec.errors import UserError, atomic_path
 
 Precision = Literal["fp16", "fp32"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 INSTALL_HINT = "on Jetson it comes with JetPack; on x86: pip install tensorrt"
 TRTEXEC_JETSON = "/usr/src/tensorrt/bin/trtexec"
 ENGINE_RE = re.compile(r"^(?P<stem>.+)\.trt(?P<version>[0-9][0-9.]*)\.(?P<gpu>[a-z0-9-]+)\.(?P<precision>fp16|fp32)\.engine$")

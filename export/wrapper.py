@@ -2,7 +2,7 @@
 
 Every graph takes uint8 BGR NHWC cells (``image`` and, in-context, the example pair),
 does the pre-processing the runtime would otherwise do (BGR→RGB, /255, canvas
-placement, ImageNet normalisation), runs :class:`~taskvec.model.MaeVQGAN` and returns
+placement, ImageNet normalisation), runs :class:`~taskvec.model.mae_vqgan.MaeVQGAN` and returns
 
 - ``output``: uint8 [N,111,111,3] BGR (rounded, clamped), the deployed output, and
 - ``answer``: float32 [N,3,111,111] RGB in [0,1], the same answer before quantisation.
@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taskvec import geometry as G
-from taskvec.model import BlockId, MaeVQGAN, ModelOutput, Patch
+from taskvec.model.mae_vqgan import BlockId, MaeVQGAN, ModelOutput, Patch
 
 DecodeKind = Literal["answer", "full"]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from runtime.cache import default_cache_dir, file_digest
+from runtime.lowlight import GAIN_MODES, TRANSFER_MODES
 from taskvec.errors import OneLineCommand, UserError, one_line
 
 TASKS = ("lowlight", "inpainting")
@@ -39,8 +40,8 @@ Examples:
 def default_runtime_taskvector(task: str, model: str) -> Path:
     """The shipped vector tvrun uses when none is given: the realistic variant where shipped
     (live video is darker and noisier than the paper's 0.5·image), else the paper's."""
-    from taskvec.checkpoint import load_model
-    from taskvec.taskvector import runtime_taskvector_path
+    from taskvec.model.checkpoint import load_model
+    from taskvec.vectors.taskvector import runtime_taskvector_path
 
     return runtime_taskvector_path(task, load_model(model).cfg.name)
 
@@ -53,7 +54,7 @@ def cached_onnx(task: str, model: str = "tiny", cache_dir: str | os.PathLike[str
     an entry whose sidecar names other weights is exported again."""
     import json
 
-    from taskvec.checkpoint import load_model, model_fingerprint
+    from taskvec.model.checkpoint import load_model, model_fingerprint
 
     net = load_model(model)
     fp = model_fingerprint(net)
@@ -136,9 +137,9 @@ def check_graph_options(task: str, engine: str | None, onnx: str | None, backend
               help="in-painting hole: image, white = hole (resized to the frame)")
 @click.option("--mask-rect", default=None, metavar="x,y,w,h", help="in-painting hole as a rectangle in pixels")
 @click.option("--tiles", default=None, metavar="RxC", help="low-light: run RxC overlapping full-resolution tiles")
-@click.option("--gain", "gain_mode", type=click.Choice(("luma", "rgb")), default="rgb", show_default=True,
+@click.option("--gain", "gain_mode", type=click.Choice(GAIN_MODES), default="rgb", show_default=True,
               help="low-light: one gain per channel (carries the colour correction; +3.5 dB on the sample clip) or one for all channels (about 2 ms faster)")
-@click.option("--transfer", type=click.Choice(("denoise", "temporal", "gain")), default="denoise", show_default=True,
+@click.option("--transfer", type=click.Choice(TRANSFER_MODES), default="denoise", show_default=True,
               help="low-light: how the 111x111 answer reaches full resolution. denoise: exposure limited to the "
                    "input's darkness, detail kept only above the estimated noise, then the gain map; temporal: "
                    "the same after a motion-masked recursive average over frames (video); gain: the old gain map "

@@ -37,7 +37,7 @@ Modes (``LowLightParams.mode``, ``tvrun --transfer``):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Callable, Literal
+from typing import Callable, Literal, get_args
 
 import cv2
 import numpy as np
@@ -46,7 +46,9 @@ from runtime.guided import guided_coefficients, reuse_buffer
 from taskvec.errors import UserError
 
 TransferMode = Literal["denoise", "temporal", "gain"]
-TRANSFER_MODES: tuple[str, ...] = ("denoise", "temporal", "gain")
+TRANSFER_MODES: tuple[str, ...] = get_args(TransferMode)
+GainMode = Literal["luma", "rgb"]  # one gain for the three channels, or one each
+GAIN_MODES: tuple[str, ...] = get_args(GainMode)
 
 # Immerkær (1996): σ = sqrt(π/2) / (6 (W−2)(H−2)) · Σ |I * N|
 _IMMERKAER = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)

@@ -23,19 +23,18 @@ from __future__ import annotations
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Literal
 
 import cv2
 import numpy as np
 
+from export.spec import SPEC
 from runtime.backends import Backend
 from runtime.guided import fast_guided_upsample, reuse_buffer
-from runtime.lowlight import (LowLightParams, TemporalFilter, denoise_and_gain, estimate_noise, exposure_split,
-                              limit_lift)
+from runtime.lowlight import (GAIN_MODES, GainMode, LowLightParams, TemporalFilter, denoise_and_gain, estimate_noise,
+                              exposure_split, limit_lift)
 from taskvec.errors import UserError
 
-GainMode = Literal["luma", "rgb"]
-CELL = 111
+CELL = SPEC.height  # the graph's square cell (taskvec.geometry.CELL)
 
 
 def _stage(timer, name: str):
@@ -164,7 +163,7 @@ class LowLightEnhancer(Predictor):
         gf_eps: float = 1e-4,
     ) -> None:
         super().__init__(backend)
-        if gain_mode not in ("luma", "rgb"):
+        if gain_mode not in GAIN_MODES:
             raise ValueError(f"gain_mode must be luma or rgb, got {gain_mode!r}")
         self.tiles = tiles
         self.gain_mode = gain_mode
@@ -287,7 +286,7 @@ def rect_mask(rect: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndar
 
 def read_mask(path: str) -> np.ndarray:
     """A mask image (white = hole) → uint8 HxW in {0, 255}."""
-    from taskvec.imageio import decode_image
+    from taskvec.data.imageio import decode_image
 
     try:
         mask = decode_image(path, grayscale=True)

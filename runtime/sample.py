@@ -1,10 +1,10 @@
 """Demo clips made from the packaged held-out photos (``sample:TASK`` sources).
 
 ``make_sample_clip(task, path)`` pans and zooms slowly across the validation photos of
-``taskvec.data.packaged_photos("val")`` (never seen in training, so the demo shows
+``taskvec.data.images.packaged_photos("val")`` (never seen in training, so the demo shows
 generalisation) and writes an mp4:
 
-- lowlight: the frames darkened the realistic way (``taskvec.tasks`` low-light: gamma,
+- lowlight: the frames darkened the realistic way (``taskvec.data.tasks`` low-light: gamma,
   gain, shot + read noise; fixed parameters, deterministic noise per frame), plus the clean
   reference clip ``NAME.clean.mp4`` beside it so the PSNR gain can be measured;
 - inpainting (and any other task): the clean clip; the hole comes from ``--mask-rect``.
@@ -45,7 +45,7 @@ def clean_path(path: str | Path) -> Path:
 
 
 def _photos_bgr(split: str = "val") -> list[np.ndarray]:
-    from taskvec.data import packaged_photos
+    from taskvec.data.images import packaged_photos
 
     photos = packaged_photos(split) or packaged_photos("all")
     if not photos:
@@ -75,7 +75,7 @@ def _camera_path(photo: np.ndarray, t: float, size: tuple[int, int], rng_phase: 
 def darken(frame: np.ndarray, seed: int, params: dict | None = None) -> np.ndarray:
     """uint8 BGR → its realistic low-light version, deterministic in ``seed``.
 
-    The formula of ``taskvec.tasks`` realistic low-light (``gain·x^gamma`` plus shot and
+    The formula of ``taskvec.data.tasks`` realistic low-light (``gain·x^gamma`` plus shot and
     read noise, ``std = sqrt(shot²·dark + read²)``), in numpy so a clip takes seconds."""
     p = {**LOWLIGHT_PARAMS, **(params or {})}
     lut = (p["gain"] * (np.arange(256, dtype=np.float32) / 255.0) ** p["gamma"]).astype(np.float32)
@@ -124,7 +124,7 @@ def make_sample_clip(
 
     For lowlight the clean reference goes to :func:`clean_path` (``NAME.clean.mp4``). Same
     arguments → same frames. Files appear atomically."""
-    from taskvec.tasks import list_tasks
+    from taskvec.data.tasks import list_tasks
 
     if task not in list_tasks():
         raise UserError(f"unknown task {task!r}; choose from {', '.join(list_tasks())}")
@@ -178,7 +178,7 @@ def sample_key(task: str, frames: int = 120, size: tuple[int, int] = (640, 480),
     recipe = {
         "task": task, "frames": int(frames), "size": [int(size[0]), int(size[1])], "seed": int(seed),
         "fps": float(fps), "lowlight": LOWLIGHT_PARAMS, "skimage": skimage_version,
-        "generator": _source_digest("runtime.sample"), "photos": _source_digest("taskvec.data"),
+        "generator": _source_digest("runtime.sample"), "photos": _source_digest("taskvec.data.images"),
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
 

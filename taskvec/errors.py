@@ -115,7 +115,7 @@ def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
 
 def _set_max_pixels(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     if value is not None:
-        from taskvec.imageio import set_max_megapixels
+        from taskvec.data.imageio import set_max_megapixels
 
         set_max_megapixels(value)
     return value
@@ -167,8 +167,8 @@ class _OneLineMain:
             sys.exit(report(e))
         finally:
             _debug_flag = False  # per invocation (tests and embedders call main repeatedly)
-            if "taskvec.imageio" in sys.modules:
-                sys.modules["taskvec.imageio"].set_max_megapixels(None)
+            if "taskvec.data.imageio" in sys.modules:
+                sys.modules["taskvec.data.imageio"].set_max_megapixels(None)
             if old is not None:
                 signal.signal(signal.SIGTERM, old)
         if not standalone_mode:

@@ -1,4 +1,4 @@
-"""Tests for taskvec.vqgan: taming state-dict layout, shapes, ranges, ONNX export."""
+"""Tests for taskvec.model.vqgan: taming state-dict layout, shapes, ranges, ONNX export."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from taskvec.vqgan import VQGAN, VQGANConfig, vqgan_f16_1024, vqgan_tiny
+from taskvec.model.vqgan import VQGAN, VQGANConfig, vqgan_f16_1024, vqgan_tiny
 
 # Total parameters of taming vqgan_imagenet_f16_1024 without the training loss
 # (encoder 29,298,176 + decoder 42,449,795 + codebook 262,144 + 2 x 1x1 convs 65,792).

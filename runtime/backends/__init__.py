@@ -18,7 +18,7 @@ One module per backend, each importing its heavy dependency lazily:
 from __future__ import annotations
 
 import importlib.util
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from export.spec import SPEC, IOSpec
 from taskvec.errors import UserError
 
 BackendKind = Literal["auto", "tensorrt", "onnxruntime", "torch"]
-BACKEND_KINDS: tuple[str, ...] = ("auto", "tensorrt", "onnxruntime", "torch")
+BACKEND_KINDS: tuple[str, ...] = get_args(BackendKind)
 
 
 class BackendError(UserError):

@@ -15,15 +15,15 @@ import torch
 from export.spec import SPEC
 from runtime.backends import BackendBase, BackendError
 from taskvec import geometry as G
-from taskvec.model import BlockId, MaeVQGAN, Patch
+from taskvec.model.mae_vqgan import BlockId, MaeVQGAN, Patch
 
 
 def task_patches(task: str, model: MaeVQGAN, path: str | None = None) -> dict[BlockId, Patch]:
     """The shipped (or given) task vector of ``task`` as per-block patches."""
     try:
-        from taskvec.taskvector import load_taskvector
+        from taskvec.vectors.taskvector import load_taskvector
     except ImportError as e:
-        raise BackendError(f"no task vectors available ({e}); the torch backend needs taskvec.taskvector") from None
+        raise BackendError(f"no task vectors available ({e}); the torch backend needs taskvec.vectors.taskvector") from None
     return load_taskvector(task, model, path).patches()
 
 
@@ -54,7 +54,7 @@ class TorchBackend(BackendBase):
     @classmethod
     def from_spec(cls, model: str, task: str, device: str | None = None, fp16: bool = False,
                   taskvec: str | None = None) -> "TorchBackend":
-        from taskvec.checkpoint import load_model
+        from taskvec.model.checkpoint import load_model
 
         m = load_model(model)
         return cls(m, task_patches(task, m, taskvec), device=device, fp16=fp16)

@@ -113,7 +113,7 @@ def nan_model(folder: Path, name: str = "nan", config: str = "micro_pixel") -> P
     """A micro model whose weights hold one NaN, with a card whose fingerprint matches."""
     from safetensors.torch import save_file
 
-    from taskvec.checkpoint import fingerprint, load_model
+    from taskvec.model.checkpoint import fingerprint, load_model
 
     model = load_model(f"random:{config}")
     sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
@@ -128,7 +128,7 @@ def nan_model(folder: Path, name: str = "nan", config: str = "micro_pixel") -> P
 def taskvector_file(folder: Path, task: str = "lowlight", name: str = "tv", edit=None) -> Path:
     """A random task vector for random:micro_pixel, optionally edited after saving."""
     from export.onnx_export import random_taskvector
-    from taskvec.checkpoint import load_model
+    from taskvec.model.checkpoint import load_model
 
     tv = random_taskvector(load_model("random:micro_pixel"), task)
     path = folder / f"{name}.safetensors"

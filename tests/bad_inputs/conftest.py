@@ -12,7 +12,7 @@ import pytest
 def micro_graph(tmp_path_factory) -> Path:
     """A micro_pixel low-light task graph (random task vector) exported once, unchecked."""
     from export.onnx_export import export_task, random_taskvector
-    from taskvec.checkpoint import load_model
+    from taskvec.model.checkpoint import load_model
 
     model = load_model("random:micro_pixel")
     out = tmp_path_factory.mktemp("graph")

@@ -37,7 +37,7 @@ def test_export_nan_constants_refused_without_check(tmp_path):
     import torch
 
     from export.onnx_export import export_task, random_taskvector
-    from taskvec.checkpoint import load_model
+    from taskvec.model.checkpoint import load_model
     from taskvec.errors import UserError
 
     model = load_model("random:micro_pixel")

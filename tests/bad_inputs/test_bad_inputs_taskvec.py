@@ -15,7 +15,7 @@ import torch
 
 from badinput import (assert_nothing_left, assert_one_line, bomb_png, enospc, good_image, invoke, nan_model,
                       taskvector_file, truncated)
-from taskvec.cli import main
+from taskvec.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
 MICRO = ["--model", "random:micro_pixel"]
@@ -39,7 +39,7 @@ def _prompt(tmp_path, query, *extra):
 
 def test_decompression_bomb_is_refused_in_bounded_memory(tmp_path, bomb):
     """1.1 MB that decodes to 20 000 × 20 000: refused from the header, peak RSS < 1 GB."""
-    code = ("import resource, sys\nfrom taskvec.cli import main\ntry:\n    main()\nfinally:\n"
+    code = ("import resource, sys\nfrom taskvec.cli.main import main\ntry:\n    main()\nfinally:\n"
             "    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     proc = subprocess.run([sys.executable, "-c", code, "prompt", "--task", "lowlight", "--query", str(bomb),
                            "--out", str(tmp_path / "a.png"), *MICRO], capture_output=True, text=True, cwd=ROOT,
@@ -100,7 +100,7 @@ def test_bad_example_image(tmp_path):
 
 
 def test_prompt_write_fails_disk_full(tmp_path, monkeypatch):
-    import taskvec.prompting as P
+    import taskvec.vectors.prompting as P
 
     q = good_image(tmp_path / "q.png")
     monkeypatch.setattr(P.cv2, "imwrite", lambda *a, **k: enospc(None, a[0]))
@@ -167,7 +167,7 @@ def test_corrupt_weights(tmp_path):
 
 
 def test_weights_changed_without_card(tmp_path):
-    from taskvec.checkpoint import load_model, save_model
+    from taskvec.model.checkpoint import load_model, save_model
 
     path = save_model(load_model("random:micro_pixel"), tmp_path / "m.safetensors")
     card = json.loads(path.with_suffix(".json").read_text())
@@ -179,7 +179,7 @@ def test_weights_changed_without_card(tmp_path):
 # ------------------------------------------------------------------ convert
 
 def _pth(tmp_path: Path, arch: str = "micro_pixel") -> Path:
-    from taskvec.checkpoint import load_model
+    from taskvec.model.checkpoint import load_model
 
     sd = load_model(f"random:{arch}").state_dict()
     path = tmp_path / "ckpt.pth"
@@ -247,7 +247,7 @@ def test_convert_disk_full_publishes_nothing(tmp_path, monkeypatch, where):
 
 
 def test_convert_nan_checkpoint(tmp_path):
-    from taskvec.checkpoint import load_model
+    from taskvec.model.checkpoint import load_model
 
     sd = dict(load_model("random:micro_pixel").state_dict())
     k = next(k for k in sd if k.endswith("weight"))
@@ -284,7 +284,7 @@ def test_train_batch_not_multiple_of_4(tmp_path):
 
 
 def test_train_init_of_another_architecture(tmp_path):
-    from taskvec.checkpoint import load_model, save_model
+    from taskvec.model.checkpoint import load_model, save_model
 
     other = save_model(load_model("random:tiny"), tmp_path / "tiny.safetensors")
     assert_one_line(_train(tmp_path, "--init", other, "--steps", "1", "--device", "cpu"), 2, "do not match micro_pixel")
@@ -302,7 +302,7 @@ def test_train_init_nan(tmp_path):
 
 @pytest.mark.parametrize("kind", ["truncated", "foreign", "other-arch"])
 def test_train_resume_bad_checkpoint(tmp_path, kind):
-    from taskvec.checkpoint import load_model
+    from taskvec.model.checkpoint import load_model
 
     run = tmp_path / "run"
     run.mkdir()
@@ -352,8 +352,8 @@ def test_search_bad_arguments(tmp_path, images, args, needle):
 
 
 def test_search_nan_means(tmp_path, images):
-    from taskvec.activations import RunningMeans
-    from taskvec.checkpoint import load_model
+    from taskvec.vectors.activations import RunningMeans
+    from taskvec.model.checkpoint import load_model
 
     rm = RunningMeans.empty(load_model("random:micro_pixel"), "lowlight")
     means = tmp_path / "m.safetensors"
@@ -419,7 +419,7 @@ def test_collect_disk_full(tmp_path, images, monkeypatch):
 
 
 def test_evaluate_nan_result_not_written(tmp_path, images, monkeypatch):
-    import taskvec.evaluate as E
+    import taskvec.evaluation.evaluate as E
 
     def fake(*a, **k):
         return {"task": "lowlight", "rows": [{"method": "zero-shot", "metrics": {"psnr": float("nan")}}]}
@@ -467,7 +467,7 @@ def test_figure_wrong_token_vector(tmp_path, images):
 # ------------------------------------------------------------------ the boundary itself
 
 def test_unexpected_error_is_one_line_with_debug_hint(tmp_path, monkeypatch):
-    import taskvec.checkpoint as C
+    import taskvec.model.checkpoint as C
 
     monkeypatch.setattr(C, "model_info", lambda spec: (_ for _ in ()).throw(RuntimeError("boom\nsecond line")))
     assert_one_line(invoke(main, ["info", *MICRO]), 1, "internal error", "boom second line", "--debug")
@@ -475,7 +475,7 @@ def test_unexpected_error_is_one_line_with_debug_hint(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_debug_shows_the_traceback(tmp_path, monkeypatch, how):
-    import taskvec.checkpoint as C
+    import taskvec.model.checkpoint as C
 
     monkeypatch.setattr(C, "model_info", lambda spec: (_ for _ in ()).throw(RuntimeError("boom")))
     args, env = (["info", "--debug", *MICRO], None) if how == "flag" else (["info", *MICRO], {"TASKVEC_DEBUG": "1"})
@@ -487,7 +487,7 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch, how):
 def test_library_error_is_one_line(tmp_path, monkeypatch):
     import cv2
 
-    import taskvec.prompting as P
+    import taskvec.vectors.prompting as P
 
     def broken(*a, **k):
         raise cv2.error("OpenCV(4.x) /io/loadsave.cpp:1 imwrite_: error: (-2:Unspecified) could not find a writer")

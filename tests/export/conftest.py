@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from export.onnx_export import random_taskvector
-from taskvec.checkpoint import load_model
+from taskvec.model.checkpoint import load_model
 
 
 @pytest.fixture(scope="session")
@@ -26,9 +26,9 @@ def nano_vq():
 
     import torch
 
-    from taskvec.config import get_config
-    from taskvec.model import MaeVQGAN
-    from taskvec.vqgan import VQGANConfig
+    from taskvec.model.config import get_config
+    from taskvec.model.mae_vqgan import MaeVQGAN
+    from taskvec.model.vqgan import VQGANConfig
 
     vq = VQGANConfig(ch=8, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=1, z_channels=16, n_embed=64, embed_dim=16)
     torch.manual_seed(0)

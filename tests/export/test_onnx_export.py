@@ -12,7 +12,7 @@ from export import graph_edit as E
 from export.check import FP32_BOUND, ort_session, random_images
 from export.onnx_export import export_task, switch_feeds
 from export.spec import SPEC, IOSpec, parse_patch_name
-from taskvec.checkpoint import model_fingerprint
+from taskvec.model.checkpoint import model_fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_grey_level_parity_with_prompt(tiny_export, tiny_tv, tmp_path):
     vector file on the same image file: within 2 grey levels."""
     import cv2
 
-    from taskvec.prompting import run_prompt
+    from taskvec.vectors.prompting import run_prompt
 
     bgr = random_images(1, 99)[0]
     query, answer, tv_file = tmp_path / "q.png", tmp_path / "a.png", tmp_path / "tv.safetensors"
@@ -144,7 +144,7 @@ def test_refine_head_exports_with_parity(tmp_path):
 
     import torch
 
-    from taskvec.checkpoint import load_model
+    from taskvec.model.checkpoint import load_model
 
     model = load_model("random:micro_refine")
     torch.nn.init.normal_(model.refine.out.weight, std=0.05)  # not the zero start: the convs must matter

@@ -7,7 +7,7 @@ import pytest
 
 from export import graph_edit as E
 from export.onnx_export import export_task, random_taskvector
-from taskvec.checkpoint import load_model
+from taskvec.model.checkpoint import load_model
 
 
 @pytest.mark.slow

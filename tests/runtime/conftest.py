@@ -62,10 +62,10 @@ def exported_lowlight(tmp_path_factory) -> tuple[Path, object, object]:
         import torch
 
         from export.onnx_export import export_task
-        from taskvec.checkpoint import load_model, model_fingerprint
-        from taskvec.sites import Site
-        from taskvec.taskvector import TaskVector
-        from taskvec.model import BlockId
+        from taskvec.model.checkpoint import load_model, model_fingerprint
+        from taskvec.vectors.sites import Site
+        from taskvec.vectors.taskvector import TaskVector
+        from taskvec.model.mae_vqgan import BlockId
     except ImportError as e:  # pragma: no cover - depends on what has landed
         pytest.skip(f"exporter or task vectors not available yet ({e})")
     model = load_model("tiny")  # trained: a random gated head starts as "copy the query"

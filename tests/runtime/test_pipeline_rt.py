@@ -156,7 +156,7 @@ def test_cli_exports_into_the_cache_once(tmp_path, clip, monkeypatch):
         d.mkdir(parents=True, exist_ok=True)
         (d / f"{task}.onnx").write_bytes(b"x")
         calls.append(task)
-        from taskvec.checkpoint import model_fingerprint
+        from taskvec.model.checkpoint import model_fingerprint
         (d / f"{task}.json").write_text(json.dumps({"model_fingerprint": model_fingerprint(model)}))
 
         class R:

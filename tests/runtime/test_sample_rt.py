@@ -62,7 +62,7 @@ def test_lowlight_output_is_closer_to_the_clean_clip(tmp_path):
     vector, where shipped, only adds to it)."""
     from runtime.backends.torch import TorchBackend
     from runtime.predictor import LowLightEnhancer
-    from taskvec.checkpoint import load_model
+    from taskvec.model.checkpoint import load_model
 
     path = make_sample_clip("lowlight", tmp_path / "ll.mp4", frames=4, size=(160, 120))
     dark, clean = read_all(path), read_all(clean_path(path))

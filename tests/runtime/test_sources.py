@@ -1,4 +1,5 @@
-"""runtime.sources: URI parsing, GStreamer strings, folder/file sources, ThreadedCapture."""
+"""runtime.sources (uri, gstreamer, capture, factory, threaded): parsing, GStreamer strings,
+folder/file sources, ThreadedCapture."""
 
 from __future__ import annotations
 
@@ -200,7 +201,7 @@ def test_undecodable_file(tmp_path):
 
 
 def test_csi_without_gstreamer_says_so(monkeypatch):
-    monkeypatch.setattr(sources, "opencv_has_gstreamer", lambda: False)
+    monkeypatch.setattr(sources.gstreamer, "opencv_has_gstreamer", lambda: False)  # the owning module
     with pytest.raises(SourceError) as e:
         open_source("csi://0")
     text = assert_one_line(e.value)

@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from taskvec import geometry as G
-from taskvec.activations import RunningMeans, collect_means
-from taskvec.checkpoint import load_model
+from taskvec.vectors.activations import RunningMeans, collect_means
+from taskvec.model.checkpoint import load_model
 from taskvec.errors import UserError
 
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from taskvec.checkpoint import convert_checkpoint, fingerprint, load_model, model_info
-from taskvec.cli import main
-from taskvec.config import get_config
+from taskvec.model.checkpoint import convert_checkpoint, fingerprint, load_model, model_info
+from taskvec.cli.main import main
+from taskvec.model.config import get_config
 from taskvec.errors import UserError
-from taskvec.model import MaeVQGAN
+from taskvec.model.mae_vqgan import MaeVQGAN
 
 # Names and shapes of the published MAE-VQGAN (mae_vit_large_patch16 + taming f16 VQGAN).
 REFERENCE_SHAPES = {
@@ -109,7 +109,7 @@ def test_convert_refuses_mismatched_weights(tmp_path):
 
 
 def test_weights_replaced_without_their_card_are_refused(tmp_path):
-    from taskvec.checkpoint import save_model
+    from taskvec.model.checkpoint import save_model
 
     a, b = MaeVQGAN(get_config("micro_pixel")), MaeVQGAN(get_config("micro_pixel"))
     path = save_model(a, tmp_path / "m.safetensors")

@@ -6,9 +6,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from taskvec.checkpoint import load_model
-from taskvec.cli import main
-from taskvec.taskvector import TaskVector
+from taskvec.model.checkpoint import load_model
+from taskvec.cli.main import main
+from taskvec.vectors.taskvector import TaskVector
 
 MODEL = ["--model", "random:micro_pixel"]
 
@@ -51,7 +51,7 @@ def test_collect_and_resume(runner, folder, tmp_path):
     assert r.exit_code == 0 and "(4 canvases)" in r.output
     one = tmp_path / "one.safetensors"
     assert runner.invoke(main, [*base[:6], str(one), *base[7:], "--n", "4"]).exit_code == 0
-    from taskvec.activations import RunningMeans
+    from taskvec.vectors.activations import RunningMeans
 
     a, b = RunningMeans.load(out), RunningMeans.load(one)
     assert all(torch.equal(a.sums[k], b.sums[k]) for k in a.sums)
@@ -75,9 +75,9 @@ def test_bad_input_is_one_line(runner, tmp_path, folder):
 
 
 def test_vector_for_another_model_refused(runner, tmp_path, folder):
-    from taskvec.activations import collect_means
-    from taskvec.sites import enumerate_sites
-    from taskvec.taskvector import make_taskvector
+    from taskvec.vectors.activations import collect_means
+    from taskvec.vectors.sites import enumerate_sites
+    from taskvec.vectors.taskvector import make_taskvector
 
     other = load_model("random:micro_pixel", seed=1)
     means = collect_means(other, "lowlight", torch.rand(2, 3, 111, 111), 2, batch=2, progress=False)

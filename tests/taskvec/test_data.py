@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from taskvec.data import (
+from taskvec.data.images import (
     VAL_PHOTOS,
     DataError,
     list_images,
@@ -167,7 +167,7 @@ def test_images_option_reads_the_clean_half_of_a_lol_folder(tmp_path):
     import cv2
     import numpy as np
 
-    from taskvec.imagesets import load_image_set
+    from taskvec.data.imagesets import load_image_set
 
     for split in ("our485", "eval15"):
         for kind, value in (("low", 20), ("high", 200)):

@@ -20,12 +20,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from taskvec.activations import RunningMeans
-from taskvec.checkpoint import load_model, save_model
-from taskvec.cli import main
+from taskvec.vectors.activations import RunningMeans
+from taskvec.model.checkpoint import load_model, save_model
+from taskvec.cli.main import main
 from taskvec.distributed import Dist, launch_env
 from taskvec.errors import UserError
-from taskvec.search_common import pair_blocks
+from taskvec.search.common import pair_blocks
 
 N, BATCH = 14, 4  # 4 windows, the last one partial
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from taskvec import fetch as F
-from taskvec.bank import ImageBank, bank_crops, composite_stamps
+from taskvec.data import fetch as F
+from taskvec.data.bank import ImageBank, bank_crops, composite_stamps
 from taskvec.errors import UserError
 
 pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="needs dpkg-deb")
@@ -159,7 +159,7 @@ def test_fetch_refuses_existing_out(tmp_path):
 
 
 def test_packed_bank_loads_like_the_folder(bank, tmp_path):
-    from taskvec.bank import pack_bank
+    from taskvec.data.bank import pack_bank
 
     out, _, _ = bank
     size = pack_bank(out, tmp_path / "bank.tar")

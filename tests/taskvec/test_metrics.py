@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from taskvec.geometry import IMAGENET_STD
-from taskvec.metrics import compute_metrics, hole_psnr, iou, mse_normalized, paste_hole, psnr, ssim
+from taskvec.evaluation.metrics import compute_metrics, hole_psnr, iou, mse_normalized, paste_hole, psnr, ssim
 
 
 def test_psnr_known_mse():

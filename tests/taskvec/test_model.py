@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from taskvec import geometry as G
-from taskvec.checkpoint import load_model, model_fingerprint
-from taskvec.config import get_config
-from taskvec.model import BlockId, MaeVQGAN, Patch, gaussian_blur, gaussian_kernel, sincos_pos_embed, smooth_painted
-from taskvec.sites import Site, SiteSpace, enumerate_sites
+from taskvec.model.checkpoint import load_model, model_fingerprint
+from taskvec.model.config import get_config
+from taskvec.model.mae_vqgan import BlockId, MaeVQGAN, Patch, gaussian_blur, gaussian_kernel, sincos_pos_embed, smooth_painted
+from taskvec.vectors.sites import Site, SiteSpace, enumerate_sites
 
 
 def _means_from(heads: dict, layout: G.Layout, row: int = 0) -> dict:
@@ -177,7 +177,7 @@ def test_canvas_geometry_round_trip():
 
 
 def test_answer_source_patches_equal_the_shifted_canvas():
-    from taskvec.model import answer_source_patches, source_canvas
+    from taskvec.model.mae_vqgan import answer_source_patches, source_canvas
 
     x = torch.randn(2, 3, 224, 224)
     full = G.patchify(source_canvas(x))[:, torch.tensor(G.cell_tokens("answer"))]
@@ -237,7 +237,7 @@ def test_paint_sigma_needs_the_gated_head():
 def _init_from(model, state, tmp_path):
     from safetensors.torch import save_file
 
-    from taskvec.checkpoint import load_init_weights
+    from taskvec.model.checkpoint import load_init_weights
 
     save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "w.safetensors"))
     load_init_weights(model, tmp_path / "w.safetensors")

@@ -1,6 +1,6 @@
 import torch
 
-from taskvec.scenes import procedural_scenes
+from taskvec.data.scenes import procedural_scenes
 
 
 def _g(seed=0):

@@ -2,13 +2,13 @@ import pytest
 import torch
 
 from taskvec import geometry as G
-from taskvec.activations import collect_means
-from taskvec.checkpoint import load_model
-from taskvec.imagesets import ImageSet
-from taskvec.search import run_search, save_search
-from taskvec.search_cma import candidate_ks
-from taskvec.search_common import Objective, Queries, per_sample_reward, resolve_reward
-from taskvec.sites import SiteSpace, enumerate_sites
+from taskvec.vectors.activations import collect_means
+from taskvec.model.checkpoint import load_model
+from taskvec.data.imagesets import ImageSet
+from taskvec.search.driver import run_search, save_search
+from taskvec.search.cma import candidate_ks
+from taskvec.search.common import Objective, Queries, per_sample_reward, resolve_reward
+from taskvec.vectors.sites import SiteSpace, enumerate_sites
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from taskvec.geometry import CANVAS, CELL, get_cell
-from taskvec.tasks import _REGISTRY, HOLE_SIDE, LUMA_601, Task, build_canvases, get_task, list_tasks, register_task
+from taskvec.data.tasks import _REGISTRY, HOLE_SIDE, LUMA_601, Task, build_canvases, get_task, list_tasks, register_task
 
 
 def _imgs(b=4, seed=0):

@@ -4,11 +4,11 @@ import pytest
 import torch
 
 from taskvec import geometry as G
-from taskvec.activations import collect_means
-from taskvec.checkpoint import load_model
+from taskvec.vectors.activations import collect_means
+from taskvec.model.checkpoint import load_model
 from taskvec.errors import UserError
-from taskvec.sites import SiteSpace, enumerate_sites
-from taskvec.taskvector import TaskVector, default_taskvector_path, load_taskvector, make_taskvector
+from taskvec.vectors.sites import SiteSpace, enumerate_sites
+from taskvec.vectors.taskvector import TaskVector, default_taskvector_path, load_taskvector, make_taskvector
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,7 @@ def test_bad_files(model, tmp_path):
 
 
 def test_runtime_prefers_the_realistic_vector_where_shipped():
-    from taskvec.taskvector import default_taskvector_path, runtime_taskvector_path
+    from taskvec.vectors.taskvector import default_taskvector_path, runtime_taskvector_path
 
     assert default_taskvector_path("lowlight", "tiny", "realistic").name == "tiny-lowlight-realistic.safetensors"
     assert runtime_taskvector_path("lowlight", "tiny") == default_taskvector_path("lowlight", "tiny", "realistic")

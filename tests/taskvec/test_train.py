@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from safetensors.torch import load_file
 
-import taskvec.train as T
+import taskvec.model.train as T
 
 
 def _cfg(**kw) -> T.TrainConfig:
@@ -48,8 +48,8 @@ def test_changed_weight_emphasises_the_hole():
     import torch
 
     from taskvec import geometry as G
-    from taskvec.checkpoint import load_model
-    from taskvec.tasks import build_canvases
+    from taskvec.model.checkpoint import load_model
+    from taskvec.data.tasks import build_canvases
 
     model = load_model("random:micro_pixel").train()
     gen = torch.Generator().manual_seed(0)

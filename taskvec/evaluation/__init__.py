@@ -1,0 +1,2 @@
+"""Evaluation: metrics (:mod:`.metrics`), method comparison (:mod:`.evaluate`) and the
+comparison figure (:mod:`.figure`)."""

@@ -1,0 +1,104 @@
+"""Answering a query image: one-shot visual prompting or the patched zero-shot model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor
+
+from taskvec import geometry as G
+from taskvec.errors import UserError, atomic_path
+from taskvec.model.mae_vqgan import MaeVQGAN
+from taskvec.data.tasks import build_canvases, get_task
+
+BUILTIN_EXAMPLE_PHOTO = "astronaut"
+
+
+def builtin_example(task: str, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """A fixed example pair for ``task`` → (example_in, example_out), each [1,3,111,111] in [0,1]."""
+    from taskvec.data.images import packaged_photos, random_crops
+    from taskvec.data.scenes import procedural_scenes
+
+    gen = torch.Generator().manual_seed(seed)
+    photos = packaged_photos("train")
+    photo = photos[BUILTIN_EXAMPLE_PHOTO] if BUILTIN_EXAMPLE_PHOTO in photos else next(iter(photos.values()))
+    img = random_crops([photo], 1, gen, scale=(0.6, 1.0))
+    masks = None
+    if get_task(task).needs_mask:
+        img, masks = procedural_scenes(1, gen, img)
+    canvas, _, _ = build_canvases(task, img, img, gen, "paper", masks, masks)
+    return G.get_cell(canvas, "example_in"), G.get_cell(canvas, "example_out")
+
+
+@torch.no_grad()
+def one_shot(model: MaeVQGAN, example_in: Tensor, example_out: Tensor, query: Tensor) -> tuple[Tensor, Tensor]:
+    """In-context answer for [B,3,H,W] images in [0,1] → (answer [B,3,111,111], canvas [B,3,224,224])."""
+    canvas = G.make_canvas(example_in, example_out, query)
+    dev = next(model.parameters()).device
+    answer = model(G.normalize(canvas.to(dev)), G.get_layout("in-context")).answer.cpu()
+    rows, cols = G.cell_slice("answer")
+    canvas[:, :, rows, cols] = answer
+    return answer, canvas
+
+
+@torch.no_grad()
+def zero_shot(model: MaeVQGAN, query: Tensor, patches=None) -> tuple[Tensor, Tensor]:
+    """Zero-shot answer (optionally patched with a task vector) → (answer, canvas)."""
+    canvas = G.make_canvas(None, None, query)
+    dev = next(model.parameters()).device
+    answer = model(G.normalize(canvas.to(dev)), G.get_layout("zero-shot"), patches=patches).answer.cpu()
+    rows, cols = G.cell_slice("answer")
+    canvas[:, :, rows, cols] = answer
+    return answer, canvas
+
+
+def read_rgb(path: str | Path) -> Tensor:
+    """Image file → [1,3,111,111] RGB in [0,1]; one-line UserError for a missing or non-image file."""
+    from taskvec.data.images import load_image
+
+    try:
+        return load_image(path)[None]
+    except Exception as e:  # DataError and friends carry a one-line message
+        raise UserError(str(e)) from None
+
+
+def write_rgb(img: Tensor, path: str | Path) -> None:
+    """[1,3,H,W] or [3,H,W] in [0,1] → PNG/JPEG, written atomically."""
+    arr = img.reshape(-1, *img.shape[-3:])[0].clamp(0, 1).permute(1, 2, 0).numpy()
+    bgr = np.ascontiguousarray((arr * 255 + 0.5).astype(np.uint8)[:, :, ::-1])
+    path = Path(path)
+    if path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".bmp"):
+        raise UserError(f"{path}: output must be .png, .jpg or .bmp")
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), bgr):
+            raise UserError(f"cannot write {path}")
+
+
+def run_prompt(task, query, out, example_in=None, example_out=None, canvas_out=None, use_zero_shot=False,
+               taskvec_file=None, seed=0, model_spec="tiny") -> Tensor:
+    """The ``taskvec prompt`` command as a function. Returns the answer [1,3,111,111]."""
+    from taskvec.model.checkpoint import load_model
+
+    get_task(task)
+    q = read_rgb(query)
+    if (example_in is None) != (example_out is None):
+        raise UserError("give both --example-in and --example-out, or neither")
+    model = load_model(model_spec)
+    if use_zero_shot:
+        from taskvec.vectors.taskvector import load_taskvector
+
+        tv = load_taskvector(task, model, taskvec_file)
+        answer, canvas = zero_shot(model, q, tv.patches())
+    else:
+        if example_in is not None:
+            ex_in, ex_out = read_rgb(example_in), read_rgb(example_out)
+        else:
+            ex_in, ex_out = builtin_example(task, seed)
+        answer, canvas = one_shot(model, ex_in, ex_out, q)
+    write_rgb(answer, out)
+    if canvas_out:
+        write_rgb(canvas, canvas_out)
+    return answer

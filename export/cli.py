@@ -43,12 +43,13 @@ MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME
 @click.option("--variant", type=click.Choice(get_args(Variant)), default="paper", show_default=True,
               help="which shipped task vector when --taskvec is not given: searched on the paper's task or the "
                    "realistic one (low-light: gamma, gain, sensor noise — what tvrun uses on live video)")
+@click.option("--no-slim", is_flag=True, help="leave the graph as traced (no onnxslim simplification; for debugging)")
 @click.option("--trt-version", "trt_target", type=click.Choice(["10", "11"]), default="10", show_default=True,
               help="without TensorRT here: the TensorRT major the printed trtexec line targets (11.x has no "
                    "precision flags: fp16 is built from the FP16 graph written beside the ONNX file)")
 @cli_errors
 def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max, halo, no_check, variant,
-         trt_target) -> None:
+         trt_target, no_slim) -> None:
     """Export TASK's graph to OUT/TASK.onnx + OUT/TASK.json (in-context/switchable:
     OUT/TASK.<graph>.onnx), check it against PyTorch, and optionally build a TensorRT engine
     OUT/TASK.trt<version>.<gpu>.<precision>.engine.
@@ -70,7 +71,7 @@ def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max
 
     t0 = time.perf_counter()
     result = export_task(task, model=model, taskvec=taskvec_file, out_dir=out_dir, graph=graph,
-                         check=not no_check, halo=halo, log=click.echo, variant=variant)
+                         check=not no_check, halo=halo, log=click.echo, variant=variant, slim=not no_slim)
     click.echo(result.summary())
     if not engine:
         click.echo(f"done in {time.perf_counter() - t0:.1f} s")

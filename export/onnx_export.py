@@ -49,6 +49,7 @@ from taskvec.model.mae_vqgan import MaeVQGAN
 from taskvec.data.tasks import get_task
 
 EXTERNAL_DATA_BYTES = 1 << 30  # weights above 1 GiB go to T.onnx.data
+SLIM_MAX_BYTES = EXTERNAL_DATA_BYTES  # graphs with more weights are left as traced (see export_task)
 PRODUCER_VERSION = "0.1.0"
 EXAMPLE_BATCH = 2
 
@@ -67,6 +68,7 @@ class ExportResult:
     seconds: float
     decode_comparison: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    simplified: dict[str, Any] | None = None
 
     def summary(self) -> str:
         extra = f" + {self.data_path.name}" if self.data_path else ""
@@ -273,6 +275,7 @@ def export_task(
     external_data: bool | None = None,
     log: Callable[[str], None] | None = None,
     variant: str = "paper",
+    slim: bool = True,
 ) -> ExportResult:
     """Export ``task``'s graph to ``out_dir`` and check it. Returns an :class:`ExportResult`
     (``.onnx_path`` is the graph to run).
@@ -280,7 +283,9 @@ def export_task(
     ``model``: a ``--model`` spec or a loaded model; ``taskvec``: a TaskVector, a file, or
     None for the shipped default; ``halo``: VQ-head context tokens decoded around the
     answer; ``decode="full"`` decodes the whole canvas (cost comparisons only);
-    ``external_data``: None = automatic by size."""
+    ``external_data``: None = automatic by size; ``slim``: simplify the traced graph with
+    onnxslim (:func:`export.graph_edit.simplify`; graphs whose weights exceed
+    :data:`SLIM_MAX_BYTES` are left as traced), before the parity check."""
     t0 = time.perf_counter()
     log = log or (lambda s: None)
     get_task(task)
@@ -326,6 +331,10 @@ def export_task(
         proto = onnx.load(str(tmp / "raw.onnx"))
         ext = _weight_bytes(proto) > EXTERNAL_DATA_BYTES if external_data is None else external_data
         patch_nodes = E.name_patch_nodes(proto, blocks) if graph == "task" else []
+        simplified = None
+        if slim and _weight_bytes(proto) <= SLIM_MAX_BYTES:
+            proto, simplified = E.simplify(proto)
+            log(f"simplified with {simplified['tool']}: {simplified['nodes_before']} → {simplified['nodes_after']} nodes")
         E.set_metadata(proto, meta, PRODUCER, PRODUCER_VERSION)
         C.check_finite_graph(proto, f"export of {task} ({net.cfg.name})")  # also under --no-check
         answer_vi = next(o for o in proto.graph.output if o.name == FLOAT_OUTPUT)
@@ -347,7 +356,7 @@ def export_task(
             log(f"answer-only vs full-canvas VQGAN decode: {json.dumps(decodes)}")
         data_dst = out / data.name if data else None
         result = ExportResult(task, graph, dst, sidecar, data_dst, meta, report, patch_nodes, counts,
-                              time.perf_counter() - t0, decodes)
+                              time.perf_counter() - t0, decodes, simplified=simplified)
         tmp_sidecar = tmp / sidecar.name
         _write_sidecar(result, tmp_sidecar)
         # publish: data first, then the graph that refers to it, then the sidecar
@@ -373,6 +382,8 @@ def _write_sidecar(result: ExportResult, path: Path) -> None:
         "check": result.check.to_dict() if result.check else None,
         "patch_nodes": result.patch_nodes,
         "op_counts": result.op_counts,
+        "node_count": sum(result.op_counts.values()),
+        "simplified": result.simplified,
         "decode_comparison": result.decode_comparison,
         "export_seconds": round(result.seconds, 2),
         "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "dynamo": False},

@@ -292,7 +292,8 @@ def run(
     if pair is not None and before_after is not None:
         from runtime.sample import write_before_after
 
-        write_before_after(pair[0], pair[1], before_after)
+        hole = getattr(predictor, "mask", None)  # in-painting: the hole, outlined on the panel
+        write_before_after(pair[0], pair[1], before_after, hole=hole if isinstance(hole, np.ndarray) else None)
     stages = timer.summary()
     stats = Stats(
         frames=n,

@@ -8,6 +8,10 @@
                                  Part 2 (OpenCV's mp4v) as the fallback or on request; *.avi: MJPG
     a folder (exists, ends in /, or has no suffix)
                                  ImageFolderSink (frame_000001.png, …)
+    rtp://HOST:PORT[?codec=h264|h265]
+                                 RtpSink: an RTP/UDP stream (payload 96) through PyAV's FFmpeg,
+                                 no GStreamer needed — receive with ``tvrun --source rtp://@:PORT``
+    display://0                  (tvrun) the window, as jetson-inference names it
 
 With a path and headless False, frames go to the window and to the file (TeeSink).
 Every sink is a context manager: a clean exit ``close()``s it, an exception ``abort()``s it,
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -348,6 +353,98 @@ class VideoFileSink(Sink):
         self.closed = True
 
 
+class RtpSink(Sink):
+    """Frames sent as an RTP/UDP stream to ``host:port``: x264 (``superfast``, ``zerolatency``,
+    SPS/PPS repeated and a key frame every second, so a receiver can join at any time) or
+    x265, payload type 96, through PyAV (FFmpeg's rtp muxer). Opens on the first frame;
+    ``abort`` is ``close`` (nothing to remove)."""
+
+    def __init__(self, host: str, port: int, fps: float, codec: str = "h264") -> None:
+        super().__init__()
+        if not h264_available():
+            raise SinkError("rtp:// output needs PyAV (pip install av)")
+        if codec not in ("h264", "h265"):
+            raise SinkError(f"bad codec {codec!r} for rtp:// output: use h264 or h265")
+        self.host, self.port, self.fps, self.codec = host, int(port), float(fps or 30.0), codec
+        self.url = f"rtp://{host}:{self.port}"
+        self.container = None
+        self.stream = None
+
+    def _open(self, w: int, h: int) -> None:
+        import av
+        from fractions import Fraction
+
+        try:
+            self.container = av.open(self.url, "w", format="rtp")
+            enc = "libx264" if self.codec == "h264" else "libx265"
+            self.stream = self.container.add_stream(enc, rate=Fraction(self.fps).limit_denominator(1001))
+            self.stream.width, self.stream.height = w - w % 2, h - h % 2
+            self.stream.pix_fmt = "yuv420p"
+            self.stream.gop_size = max(1, round(self.fps))
+            opts = {"preset": "superfast", "tune": "zerolatency"}
+            opts["x264-params" if self.codec == "h264" else "x265-params"] = "repeat-headers=1"
+            self.stream.options = opts
+        except Exception as e:  # noqa: BLE001 — an unresolvable host, no encoder, …
+            self._shut()
+            raise SinkError(f"cannot stream to {self.url}: {' '.join(str(e).split())[:200]}") from None
+
+    def _write(self, image: np.ndarray) -> None:
+        import av
+
+        h, w = image.shape[:2]
+        if self.container is None:
+            self._open(w, h)
+        image = image[: self.stream.height, : self.stream.width]
+        try:
+            self.container.mux(self.stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")))
+        except Exception as e:  # noqa: BLE001 — the network went away
+            raise SinkError(f"cannot stream to {self.url}: {' '.join(str(e).split())[:200]}") from None
+
+    def _shut(self) -> None:
+        if self.container is not None:
+            try:
+                if self.stream is not None:
+                    self.container.mux(self.stream.encode(None))
+            except Exception:  # noqa: BLE001 — closing anyway
+                pass
+            self.container.close()
+            self.container = None
+
+    def close(self) -> None:
+        self._shut()
+        super().close()
+
+    abort = close
+
+
+def parse_output_uri(raw: str) -> tuple[str, object] | None:
+    """``display://N`` → ("display", N); ``rtp://HOST:PORT[?codec=]`` → ("rtp", (host, port,
+    codec)); anything else → None (a file or folder). SinkError for a malformed URI."""
+    low = raw.lower()
+    if low.startswith("display://"):
+        rest = raw[len("display://"):].strip("/")
+        if not rest.isdigit():
+            raise SinkError(f"bad output {raw!r}: expected display://N (N = 0 for the default display)")
+        return "display", int(rest)
+    if low.startswith("rtp://"):
+        from urllib.parse import parse_qsl
+
+        from runtime.sources import SourceError, parse_host_port
+
+        rest, _, query = raw[len("rtp://"):].partition("?")
+        try:
+            host, port = parse_host_port(rest, raw, listen=False)
+        except SourceError as e:
+            raise SinkError(str(e)) from None
+        codec = dict(parse_qsl(query)).get("codec", "h264")
+        if codec not in ("h264", "h265"):
+            raise SinkError(f"bad codec {codec!r} in {raw}: use h264 or h265")
+        return "rtp", (host, port, codec)
+    if re.match(r"^[a-z][a-z0-9+.-]*://", low):
+        raise SinkError(f"unsupported output {raw!r}: give a video file, a folder, rtp://HOST:PORT or display://0")
+    return None
+
+
 class ImageFolderSink(Sink):
     """PNG (or ``ext``) images ``frame_000001.png``, … in a folder; ``abort()`` removes the
     images this sink wrote (and the folder if it created it and it is empty)."""
@@ -431,6 +528,16 @@ def check_output_path(path: str | os.PathLike[str], codec: str = "auto") -> None
     """Refuse, before any work, an ``--output`` (and ``--output-codec``) that open_sink would
     refuse (a SinkError)."""
     raw = os.fspath(path)
+    uri = parse_output_uri(raw)
+    if uri is not None:
+        if codec != "auto":
+            raise SinkError(f"--output-codec is for video files; {raw} takes ?codec=h264|h265")
+        if uri[0] == "display" and uri[1] != 0:
+            raise SinkError(f"{raw}: OpenCV's window opens on the default display only (display://0); "
+                            "set DISPLAY to pick another X display")
+        if uri[0] == "rtp" and not h264_available():
+            raise SinkError("rtp:// output needs PyAV (pip install av)")
+        return
     p = Path(raw).expanduser()
     if p.suffix.lower() in VIDEO_FOURCC:
         if p.is_dir():
@@ -464,7 +571,13 @@ def open_sink(
     if path is not None:
         raw = os.fspath(path)
         p = Path(raw).expanduser()
-        if p.suffix.lower() in VIDEO_FOURCC:
+        uri = parse_output_uri(raw)
+        if uri is not None and uri[0] == "rtp":
+            host, port, rtp_codec = uri[1]  # type: ignore[misc]
+            file_sink = RtpSink(host, port, fps, rtp_codec)
+        elif uri is not None:  # display://N: the window
+            return WindowSink(title)
+        elif p.suffix.lower() in VIDEO_FOURCC:
             file_sink = VideoFileSink(p, fps, size, codec=codec)
         elif _is_folder_path(p, raw):
             file_sink = ImageFolderSink(p)

@@ -11,7 +11,7 @@ Encodes the same frames (the 640×480 low-light sample clip's clean frames) with
 interleaved round by round, and reports per writer: ms per frame (median over rounds),
 file size, PSNR of the decoded file against the input frames, the codec read back, and
 the installed size of the package. Both x264 writers get tvrun's options
-(``runtime.sinks.H264_OPTIONS``: preset and CRF); the PyAV one is tvrun's own writer.
+(``runtime.encoders.H264_OPTIONS``: preset and CRF); the PyAV one is tvrun's own writer.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ import numpy as np
 
 from taskvec.errors import atomic_path
 
-from runtime.sinks import H264_OPTIONS
+from runtime.encoders import H264_OPTIONS
 
 
 def write_pyav(path: Path, frames: list[np.ndarray], fps: float) -> None:
-    from runtime.sinks import _H264Writer
+    from runtime.encoders import H264Writer
 
     h, w = frames[0].shape[:2]
-    writer = _H264Writer(path, fps, (w, h), container_format="mp4")
+    writer = H264Writer(path, fps, (w, h), container_format="mp4")
     for img in frames:
         writer.write(img)
     writer.release()
@@ -69,7 +69,7 @@ WRITERS = {"pyav libx264": (write_pyav, "av"), "imageio-ffmpeg libx264": (write_
 
 
 def read_back(path: Path) -> tuple[str, list[np.ndarray]]:
-    from runtime.sinks import video_codec
+    from runtime.encoders import video_codec
 
     cap = cv2.VideoCapture(str(path))
     out = []

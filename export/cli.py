@@ -79,8 +79,10 @@ def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max
     from export import trt
 
     if not trt.tensorrt_available():
-        plan = trt.trtexec_plan(result.onnx_path, precision, batch_max, trt_version=trt_target)
-        trt.write_trtexec_inputs(plan, result.onnx_path)
+        from export.trtexec import trtexec_plan, write_trtexec_inputs
+
+        plan = trtexec_plan(result.onnx_path, precision, batch_max, trt_version=trt_target)
+        write_trtexec_inputs(plan, result.onnx_path)
         click.echo(f"# trtexec for TensorRT {plan.major}.x" + "".join(f"; {n}" for n in plan.notes) + ":")
         click.echo(plan.line)
         print(f"error: TensorRT is not installed here ({trt.INSTALL_HINT}); {result.onnx_path.name} was written, "

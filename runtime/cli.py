@@ -221,7 +221,8 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
         from runtime.predictor import make_predictor, parse_rect, parse_tiles, read_mask
 
         if output is not None:
-            from runtime.sinks import check_output_path, parse_output_uri
+            from runtime.sinks import check_output_path
+            from runtime.stream_sink import parse_output_uri
 
             check_output_path(output, output_codec)
             if (parse_output_uri(str(output)) or ("",))[0] == "display":  # jetson-inference's name for the window

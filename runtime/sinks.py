@@ -20,9 +20,7 @@ so a failed run leaves no half-written file. Images are HxWx3 uint8 BGR (grey is
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -32,16 +30,12 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from runtime.encoders import H264Writer, h264_available
+
 VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}  # OpenCV's writers
 QUIT_KEYS = frozenset({27, ord("q"), ord("Q")})
 OutputCodec = Literal["auto", "h264", "mp4v", "mjpg"]
 OUTPUT_CODECS: tuple[str, ...] = ("auto", "h264", "mp4v", "mjpg")
-# x264 for live recording: "superfast" costs about what OpenCV's mp4v does per frame at a third
-# of its file size (benchmarks/video_encoders.py); CRF 23 is x264's default quality
-H264_OPTIONS = {"preset": "superfast", "crf": "23"}
-# what cv2.CAP_PROP_FOURCC reads back → the codec's name
-_FOURCC_NAMES = {"avc1": "h264", "h264": "h264", "x264": "h264", "mp4v": "mpeg4", "fmp4": "mpeg4", "xvid": "mpeg4",
-                 "mjpg": "mjpeg", "hev1": "hevc", "hvc1": "hevc", "hevc": "hevc"}
 
 
 class SinkError(Exception):
@@ -83,14 +77,6 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return image
 
 
-def h264_available() -> bool:
-    """PyAV is installed (its wheels ship FFmpeg with libx264)."""
-    try:
-        return importlib.util.find_spec("av") is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def resolve_codec(path: str | os.PathLike[str], codec: str = "auto") -> tuple[str, str]:
     """(codec to write, why) for a video file: ``auto`` is MJPG for .avi, else H.264 where
     PyAV is installed and mp4v (MPEG-4 Part 2, which browsers do not play) where it is not."""
@@ -108,59 +94,6 @@ def resolve_codec(path: str | os.PathLike[str], codec: str = "auto") -> tuple[st
     if codec == "h264" and suffix == ".avi":
         raise SinkError("--output-codec h264 writes .mp4/.mov/.m4v files, not .avi")
     return codec, "asked for"
-
-
-def video_codec(path: str | os.PathLike[str]) -> str:
-    """The codec of a video file as OpenCV reads it back ("h264", "mpeg4", "mjpeg", …;
-    the raw FOURCC when unknown, "" when it cannot be opened)."""
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
-            return ""
-        code = int(cap.get(cv2.CAP_PROP_FOURCC)) & 0xFFFFFFFF
-    finally:
-        cap.release()
-    fourcc = code.to_bytes(4, "little").decode("latin-1").strip("\0 ").lower()
-    return _FOURCC_NAMES.get(fourcc, fourcc)
-
-
-class _H264Writer:
-    """libx264 through PyAV (FFmpeg in-process): BGR frames in, yuv420p H.264 out (yuv444p
-    for odd sizes, which 4:2:0 cannot hold). Same ``write``/``release``/``isOpened`` as
-    cv2.VideoWriter."""
-
-    def __init__(self, path: Path, fps: float, size: tuple[int, int], container_format: str | None = None) -> None:
-        import av
-        from fractions import Fraction
-
-        self._av = av
-        w, h = size
-        self.container = av.open(str(path), "w", format=container_format)
-        try:
-            rate = Fraction(fps).limit_denominator(1001)
-            self.stream = self.container.add_stream("libx264", rate=rate)
-            self.stream.width, self.stream.height = w, h
-            self.stream.pix_fmt = "yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p"
-            self.stream.options = dict(H264_OPTIONS)
-        except Exception:
-            self.container.close()
-            raise
-
-    def isOpened(self) -> bool:  # noqa: N802 — cv2.VideoWriter's name
-        return True
-
-    def write(self, image: np.ndarray) -> None:
-        frame = self._av.VideoFrame.from_ndarray(image, format="bgr24")
-        self.container.mux(self.stream.encode(frame))
-
-    def release(self) -> None:
-        if self.container is None:
-            return
-        try:
-            self.container.mux(self.stream.encode(None))
-        finally:
-            self.container.close()
-            self.container = None
 
 
 class Sink:
@@ -305,7 +238,7 @@ class VideoFileSink(Sink):
     def _open_writer(self):
         if self.codec == "h264":
             try:
-                return _H264Writer(self.temp_path, self.fps, self.size,
+                return H264Writer(self.temp_path, self.fps, self.size,
                                    container_format="mov" if self.path.suffix.lower() == ".mov" else "mp4")
             except Exception as e:  # noqa: BLE001 — an FFmpeg without libx264, an unwritable file
                 self.abort()
@@ -351,98 +284,6 @@ class VideoFileSink(Sink):
             self._writer = None
         self.temp_path.unlink(missing_ok=True)
         self.closed = True
-
-
-class RtpSink(Sink):
-    """Frames sent as an RTP/UDP stream to ``host:port``: x264 (``superfast``, ``zerolatency``,
-    SPS/PPS repeated and a key frame every second, so a receiver can join at any time) or
-    x265, payload type 96, through PyAV (FFmpeg's rtp muxer). Opens on the first frame;
-    ``abort`` is ``close`` (nothing to remove)."""
-
-    def __init__(self, host: str, port: int, fps: float, codec: str = "h264") -> None:
-        super().__init__()
-        if not h264_available():
-            raise SinkError("rtp:// output needs PyAV (pip install av)")
-        if codec not in ("h264", "h265"):
-            raise SinkError(f"bad codec {codec!r} for rtp:// output: use h264 or h265")
-        self.host, self.port, self.fps, self.codec = host, int(port), float(fps or 30.0), codec
-        self.url = f"rtp://{host}:{self.port}"
-        self.container = None
-        self.stream = None
-
-    def _open(self, w: int, h: int) -> None:
-        import av
-        from fractions import Fraction
-
-        try:
-            self.container = av.open(self.url, "w", format="rtp")
-            enc = "libx264" if self.codec == "h264" else "libx265"
-            self.stream = self.container.add_stream(enc, rate=Fraction(self.fps).limit_denominator(1001))
-            self.stream.width, self.stream.height = w - w % 2, h - h % 2
-            self.stream.pix_fmt = "yuv420p"
-            self.stream.gop_size = max(1, round(self.fps))
-            opts = {"preset": "superfast", "tune": "zerolatency"}
-            opts["x264-params" if self.codec == "h264" else "x265-params"] = "repeat-headers=1"
-            self.stream.options = opts
-        except Exception as e:  # noqa: BLE001 — an unresolvable host, no encoder, …
-            self._shut()
-            raise SinkError(f"cannot stream to {self.url}: {' '.join(str(e).split())[:200]}") from None
-
-    def _write(self, image: np.ndarray) -> None:
-        import av
-
-        h, w = image.shape[:2]
-        if self.container is None:
-            self._open(w, h)
-        image = image[: self.stream.height, : self.stream.width]
-        try:
-            self.container.mux(self.stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")))
-        except Exception as e:  # noqa: BLE001 — the network went away
-            raise SinkError(f"cannot stream to {self.url}: {' '.join(str(e).split())[:200]}") from None
-
-    def _shut(self) -> None:
-        if self.container is not None:
-            try:
-                if self.stream is not None:
-                    self.container.mux(self.stream.encode(None))
-            except Exception:  # noqa: BLE001 — closing anyway
-                pass
-            self.container.close()
-            self.container = None
-
-    def close(self) -> None:
-        self._shut()
-        super().close()
-
-    abort = close
-
-
-def parse_output_uri(raw: str) -> tuple[str, object] | None:
-    """``display://N`` → ("display", N); ``rtp://HOST:PORT[?codec=]`` → ("rtp", (host, port,
-    codec)); anything else → None (a file or folder). SinkError for a malformed URI."""
-    low = raw.lower()
-    if low.startswith("display://"):
-        rest = raw[len("display://"):].strip("/")
-        if not rest.isdigit():
-            raise SinkError(f"bad output {raw!r}: expected display://N (N = 0 for the default display)")
-        return "display", int(rest)
-    if low.startswith("rtp://"):
-        from urllib.parse import parse_qsl
-
-        from runtime.sources import SourceError, parse_host_port
-
-        rest, _, query = raw[len("rtp://"):].partition("?")
-        try:
-            host, port = parse_host_port(rest, raw, listen=False)
-        except SourceError as e:
-            raise SinkError(str(e)) from None
-        codec = dict(parse_qsl(query)).get("codec", "h264")
-        if codec not in ("h264", "h265"):
-            raise SinkError(f"bad codec {codec!r} in {raw}: use h264 or h265")
-        return "rtp", (host, port, codec)
-    if re.match(r"^[a-z][a-z0-9+.-]*://", low):
-        raise SinkError(f"unsupported output {raw!r}: give a video file, a folder, rtp://HOST:PORT or display://0")
-    return None
 
 
 class ImageFolderSink(Sink):
@@ -527,6 +368,8 @@ def _is_folder_path(path: Path, raw: str) -> bool:
 def check_output_path(path: str | os.PathLike[str], codec: str = "auto") -> None:
     """Refuse, before any work, an ``--output`` (and ``--output-codec``) that open_sink would
     refuse (a SinkError)."""
+    from runtime.stream_sink import parse_output_uri
+
     raw = os.fspath(path)
     uri = parse_output_uri(raw)
     if uri is not None:
@@ -571,6 +414,8 @@ def open_sink(
     if path is not None:
         raw = os.fspath(path)
         p = Path(raw).expanduser()
+        from runtime.stream_sink import RtpSink, parse_output_uri
+
         uri = parse_output_uri(raw)
         if uri is not None and uri[0] == "rtp":
             host, port, rtp_codec = uri[1]  # type: ignore[misc]

@@ -125,7 +125,7 @@ def test_tvrun_output_mp4_is_h264_read_back(tmp_path, exported_lowlight, clip):
     from click.testing import CliRunner
 
     from runtime.cli import main
-    from runtime.sinks import video_codec
+    from runtime.encoders import video_codec
 
     onnx, _, _ = exported_lowlight
     for codec, want in (("auto", "h264"), ("mp4v", "mpeg4")):
@@ -145,12 +145,13 @@ def test_tvrun_output_mp4_is_h264_read_back(tmp_path, exported_lowlight, clip):
 
 def test_h264_sink_odd_sizes_and_fallback(tmp_path, monkeypatch):
     from runtime import sinks
+    from runtime.encoders import video_codec
 
     img = np.full((47, 63, 3), 100, np.uint8)  # odd: 4:2:0 cannot hold it, written as 4:4:4
     with sinks.VideoFileSink(tmp_path / "odd.mp4", 10.0) as s:
         for _ in range(3):
             s.write(img)
-    assert s.codec == "h264" and sinks.video_codec(tmp_path / "odd.mp4") == "h264"
+    assert s.codec == "h264" and video_codec(tmp_path / "odd.mp4") == "h264"
     assert sinks.count_video_frames(tmp_path / "odd.mp4") == 3
     assert sinks.resolve_codec("a.avi") == ("mjpg", "the .avi default")
     monkeypatch.setattr(sinks, "h264_available", lambda: False)

@@ -11,7 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from runtime.sinks import RtpSink, SinkError, check_output_path, parse_output_uri
+from runtime.sinks import SinkError, check_output_path
+from runtime.stream_sink import RtpSink, parse_output_uri
 from runtime.sources import (SourceError, gstreamer_pipeline, open_source, parse_source, rtp_sdp,
                              with_stream_options)
 

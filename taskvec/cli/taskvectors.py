@@ -101,7 +101,8 @@ def search(task, images, out, method, granularity, steps, seed, means_file, n_me
     """Search which head outputs to patch so the zero-shot model does TASK.
 
     Writes the task vector, its JSON sidecar and a PNG of the search curve. The image
-    pool is split 75/25 into training and validation queries. Under `torchrun
+    pool is split 75/25 into training and validation queries (a pairs task: its own split
+    by name, means from its train pairs). Under `torchrun
     --nproc-per-node N -m taskvec.cli search …` every search step's forwards are shared
     among the N processes; the same seed gives the same vector as one process."""
     from taskvec.distributed import cli_session

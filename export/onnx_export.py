@@ -47,7 +47,7 @@ from taskvec import geometry as G
 from taskvec.model.checkpoint import DEFAULT_MODEL, load_model, model_fingerprint
 from taskvec.errors import UserError, publish
 from taskvec.model.mae_vqgan import MaeVQGAN
-from taskvec.data.pairs import PairsTask
+from taskvec.data.pairs import PairsTask, task_identity
 from taskvec.data.tasks import get_task
 
 EXTERNAL_DATA_BYTES = 1 << 30  # weights above 1 GiB go to T.onnx.data
@@ -330,8 +330,9 @@ def export_task(
         "producer": PRODUCER,
         "producer_version": PRODUCER_VERSION,
     }
-    if isinstance(task_obj, PairsTask):
-        meta["task_identity"] = task_obj.identity()
+    identity = task_identity(task_obj)
+    if identity is not None:
+        meta["task_identity"] = identity
     if baked is not None:
         meta["example_pair"] = baked[0]
     names = [SPEC.input_name] if baked is not None else input_names(graph, switch)

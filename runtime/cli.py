@@ -195,10 +195,10 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
     try:
         status.phase("checks")
         if task not in TASKS:  # pairs:DIR → its registry name; the folder is read and hashed here
+            from taskvec.data.pairs import task_identity
             from taskvec.data.tasks import get_task
 
-            task_obj = get_task(task)
-            task, identity = task_obj.name, getattr(task_obj, "identity", lambda: None)()
+            task, identity = get_task(task).name, task_identity(task)
             if not (onnx or engine or taskvec):
                 raise UserError(f"a pairs task has no shipped task vector: pass --taskvec FILE (taskvec search "
                                 f"--task pairs:DIR) or --onnx FILE (tvexport --task pairs:DIR)")

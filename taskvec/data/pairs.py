@@ -97,6 +97,15 @@ _PAIRS: dict[str, PairsTask] = {}  # registry name → task (kept apart from the
 _BY_SPEC: dict[tuple, PairsTask] = {}
 
 
+def task_identity(task: str | Task) -> dict | None:
+    """A pairs task's :meth:`PairsTask.identity` (for sidecars, graph metadata, tvrun's stats);
+    None for a built-in task, whose name is its identity."""
+    from taskvec.data.tasks import get_task
+
+    t = get_task(task)
+    return t.identity() if isinstance(t, PairsTask) else None
+
+
 def is_pairs_spec(spec: str) -> bool:
     return isinstance(spec, str) and spec.startswith(PAIRS_PREFIX)
 

@@ -18,7 +18,8 @@ from taskvec.data.imagesets import ImageSet, images_or_default, load_image_set
 from taskvec.evaluation.metrics import compute_metrics
 from taskvec.model.mae_vqgan import MaeVQGAN
 from taskvec.data.tasks import build_canvases, get_task
-from taskvec.vectors.taskvector import TaskVector, load_taskvector, task_identity
+from taskvec.data.pairs import task_identity
+from taskvec.vectors.taskvector import TaskVector, load_taskvector
 
 ROW_ORDER: tuple[str, ...] = ("zero-shot", "one-shot", "cma", "grs", "task-vector")
 BATCH = 64

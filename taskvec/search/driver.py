@@ -24,7 +24,8 @@ from taskvec.search.common import Objective, Queries, SearchResult, plot_curve
 from taskvec.search.grs import GrsConfig, search_grs
 from taskvec.search.reinforce import ReinforceConfig, search_reinforce
 from taskvec.vectors.sites import SiteSpace, enumerate_sites
-from taskvec.vectors.taskvector import TaskVector, make_taskvector, task_identity
+from taskvec.data.pairs import task_identity
+from taskvec.vectors.taskvector import TaskVector, make_taskvector
 
 _RUNNERS = {"reinforce": (ReinforceConfig, search_reinforce), "cma": (CmaConfig, search_cma), "grs": (GrsConfig, search_grs)}
 # --steps means: REINFORCE steps; GRS at most that many rounds; CMA has no steps.

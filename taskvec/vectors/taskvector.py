@@ -199,15 +199,6 @@ def load_taskvector(task: str, model: MaeVQGAN, path: str | None = None, variant
     return tv
 
 
-def task_identity(task: str) -> dict | None:
-    """A pairs task's identity (name, sha256 of its pairs, metric, split) for sidecars and
-    metadata; None for a built-in task (its name is its identity)."""
-    from taskvec.data.tasks import get_task
-
-    ident = getattr(get_task(task), "identity", None)
-    return ident() if callable(ident) else None
-
-
 def make_taskvector(model: MaeVQGAN, means: "RunningMeans", sites: list[Site], selection: Tensor, **meta: Any) -> TaskVector:
     """Task vector patching the sites where ``selection`` [S] is 1 with ``means``.
 

@@ -140,3 +140,21 @@ def test_search_writes_identity_and_uses_the_split(tmp_path):
     assert tv.task == t.name and tv.meta["task_identity"]["pairs_sha256"] == t.digest
     assert tv.meta["data"]["train"] == 6 and tv.meta["data"]["val"] == 2
     assert tv.meta["means"]["images"].endswith("all (8 of 8)[:6]")  # means from the train pairs only
+
+
+@pytest.mark.parametrize("kind,builtin", [("masks", "segmentation"), ("lowlight", "lowlight")])
+def test_pairs_of_builtin_kind_give_the_builtin_queries(tmp_path, kind, builtin):
+    """The same task defined two ways (benchmarks/pairs_vs_builtin): pairs of a built-in kind
+    and the built-in task on the same clean images give the same zero-shot queries and
+    targets — exactly for masks, within 8-bit rounding of the stored dark input for low-light."""
+    from benchmarks.pairs_vs_builtin import builtin_folder
+    from taskvec.data.pairs_demo import write_example_pairs
+    from taskvec.search.common import Queries
+
+    t = get_task(f"pairs:{write_example_pairs(tmp_path / kind, kind, 8, seed=1)}")
+    pool_p = load_image_set("all", t.name)
+    pool_b = load_image_set(str(builtin_folder(t, "all", tmp_path / "b", kind)), builtin)
+    cp, tp = Queries(t.name, pool_p).fixed(8, seed=3)
+    cb, tb = Queries(builtin, pool_b).fixed(8, seed=3)
+    tol = 0 if kind == "masks" else 1.01 / 255 / 0.224  # one grey level in ImageNet-normalised units
+    assert torch.equal(tp, tb) and (cp - cb).abs().max() <= tol

@@ -301,11 +301,11 @@ def export_task(
     if halo < 0 or halo > G.GRID // 2:
         raise UserError(f"--halo must be 0..{G.GRID // 2}, got {halo}")
     out = Path(out_dir)
+    _writable_dir(out)
     spec = model if isinstance(model, str) else model.cfg.name
     net = load_model(model) if isinstance(model, str) else model.eval()
     tv = None if graph == "in-context" else resolve_taskvector(task, net, taskvec, variant)
     baked = _baked_example(task_obj, example) if graph == "in-context" else None
-    _writable_dir(out)  # after the checks: a refused vector leaves no empty folder behind
     module, args, switch = _module_and_args(graph, net, tv, halo, decode, baked and baked[1:])
     module.eval()
     name = filename or onnx_filename(task, graph)

@@ -155,6 +155,6 @@ def test_vector_of_other_pairs_refused(tmp_path):
     assert ta.label == tb.label and ta.digest != tb.digest and ta.name != tb.name
     before = set(out.rglob("*"))
     for spec, needle in ((f"pairs:{b}", tb.name), ("lowlight", "lowlight")):
-        r = invoke(tvexport, ["--task", spec, "--taskvec", tv, "--out", out / "exp", *MICRO])
+        r = invoke(tvexport, ["--task", spec, "--taskvec", tv, "--out", out, *MICRO])
         assert_one_line(r, 2, ta.name, needle)
     assert set(out.rglob("*")) == before

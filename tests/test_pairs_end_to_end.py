@@ -90,6 +90,7 @@ def test_pairs_collect_search_evaluate_export_run(tmp_path, kind, metric):
     rows = {r["method"]: r["metrics"][metric] for r in res["rows"]}
     assert set(rows) == {"zero-shot", "one-shot", "task-vector"}
     assert res["task_identity"]["pairs_sha256"] == task.digest and "val (3 of 12)" in res["images"]
+    print(f"{kind} validation pairs ({metric}): {rows}")  # shown with pytest -s
     assert rows["task-vector"] > rows["zero-shot"], rows
 
     # export: the graph's answer equals `taskvec prompt --zero-shot` within 2 grey levels
@@ -106,6 +107,7 @@ def test_pairs_collect_search_evaluate_export_run(tmp_path, kind, metric):
                                   "--query", str(query), "--out", str(answer)]))  # fmt: skip
     graph_out = _graph(onnx_path, cv2.imread(str(query)))
     diff = np.abs(graph_out.astype(int) - cv2.imread(str(answer)).astype(int))
+    print(f"{kind}: graph vs taskvec prompt --zero-shot, max {diff.max()} grey levels")
     assert diff.max() <= 2, diff.max()
 
     # tvrun on a clip: every frame through the graph, the identity in the stats

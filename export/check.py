@@ -166,7 +166,8 @@ def verify_task_graph(path: str | Path, task: str) -> dict:
                         f"`tvexport --task {task}`")
     if meta["task"] != task:
         raise UserError(f"{path} is the {meta['task']!r} graph, not {task!r}")
-    if meta.get("graph", "task") != "task":
+    baked = meta.get("graph") == "in-context" and bool(meta.get("example_pair"))  # a pairs task's one-shot graph
+    if meta.get("graph", "task") != "task" and not baked:
         raise UserError(f"{path} is a {meta.get('graph')} graph; tvrun runs task graphs (tvexport --graph task)")
     side = path.with_suffix(".json")
     if not side.is_file():

@@ -17,13 +17,14 @@ from export.trt import PRECISIONS
 from taskvec.model.checkpoint import DEFAULT_MODEL
 from taskvec.model.config import list_configs
 from taskvec.errors import OneLineCommand, cli_errors
-from taskvec.data.tasks import Variant, list_tasks
+from taskvec.cli.options import task_option
+from taskvec.data.tasks import Variant
 
 MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME ({', '.join(list_configs())}), or a .safetensors path"
 
 
 @click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--task", required=True, type=click.Choice(list_tasks()), help="task name")
+@task_option()
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
 @click.option("--taskvec", "taskvec_file", default=None, metavar="FILE",
               help="task-vector file (default: the one shipped for the task and model)")
@@ -47,9 +48,11 @@ MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME
 @click.option("--trt-version", "trt_target", type=click.Choice(["10", "11"]), default="10", show_default=True,
               help="without TensorRT here: the TensorRT major the printed trtexec line targets (11.x has no "
                    "precision flags: fp16 is built from the FP16 graph written beside the ONNX file)")
+@click.option("--example", default=None, metavar="NAME",
+              help="pairs task, --graph in-context: the pair baked into the graph (default: its first train pair)")
 @cli_errors
 def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max, halo, no_check, variant,
-         trt_target, no_slim) -> None:
+         trt_target, no_slim, example) -> None:
     """Export TASK's graph to OUT/TASK.onnx + OUT/TASK.json (in-context/switchable:
     OUT/TASK.<graph>.onnx), check it against PyTorch, and optionally build a TensorRT engine
     OUT/TASK.trt<version>.<gpu>.<precision>.engine.
@@ -66,12 +69,15 @@ def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max
       tvexport --task inpainting
       tvexport --task lowlight --engine --precision fp16 --batch-max 4
       tvexport --task lowlight --graph switchable --out exported/
+      tvexport --task pairs:my_pairs --taskvec my_pairs.safetensors
+      tvexport --task pairs:my_pairs --graph in-context      (bakes one example pair)
     """
     from export.onnx_export import export_task
 
     t0 = time.perf_counter()
     result = export_task(task, model=model, taskvec=taskvec_file, out_dir=out_dir, graph=graph,
-                         check=not no_check, halo=halo, log=click.echo, variant=variant, slim=not no_slim)
+                         check=not no_check, halo=halo, log=click.echo, variant=variant, example=example,
+                         slim=not no_slim)
     click.echo(result.summary())
     if not engine:
         click.echo(f"done in {time.perf_counter() - t0:.1f} s")

@@ -38,6 +38,7 @@ from export import graph_edit as E
 from export.spec import (FLOAT_OUTPUT, GRAPH_KINDS, OPSET, PRODUCER, SPEC, GraphKind, input_names, onnx_filename,
                          patch_name)
 from export.wrapper import (
+    BakedExampleGraph,
     DecodeKind,
     InContextGraph,
     SwitchableGraph,
@@ -52,6 +53,7 @@ from taskvec import geometry as G
 from taskvec.model.checkpoint import DEFAULT_MODEL, load_model, model_fingerprint
 from taskvec.errors import UserError, publish
 from taskvec.model.mae_vqgan import MaeVQGAN
+from taskvec.data.pairs import PairsTask, task_identity
 from taskvec.data.tasks import get_task
 
 EXTERNAL_DATA_BYTES = 1 << 30  # weights above 1 GiB go to T.onnx.data
@@ -179,10 +181,12 @@ def random_taskvector(model: MaeVQGAN, task: str, every: int = 3, seed: int = 0)
 # Export
 
 
-def _module_and_args(graph: str, model: MaeVQGAN, tv, halo: int, decode: DecodeKind):
+def _module_and_args(graph: str, model: MaeVQGAN, tv, halo: int, decode: DecodeKind, example=None):
     img = torch.zeros(EXAMPLE_BATCH, SPEC.height, SPEC.width, SPEC.channels, dtype=torch.uint8)
     if graph == "task":
         return ZeroShotGraph(model, tv.mul, tv.add, halo=halo, decode=decode), (img,), []
+    if graph == "in-context" and example is not None:
+        return BakedExampleGraph(model, example[0], example[1], halo=halo, decode=decode), (img,), []
     if graph == "in-context":
         return InContextGraph(model, halo=halo, decode=decode), (img, img, img), []
     feeds = switch_feeds(model, tv)
@@ -295,6 +299,7 @@ def export_task(
     external_data: bool | None = None,
     log: Callable[[str], None] | None = None,
     variant: str = "paper",
+    example: str | None = None,
     slim: bool = True,
 ) -> ExportResult:
     """Export ``task``'s graph to ``out_dir`` and check it. Returns an :class:`ExportResult`
@@ -303,12 +308,19 @@ def export_task(
     ``model``: a ``--model`` spec or a loaded model; ``taskvec``: a TaskVector, a file, or
     None for the shipped default; ``halo``: VQ-head context tokens decoded around the
     answer; ``decode="full"`` decodes the whole canvas (cost comparisons only);
-    ``external_data``: None = automatic by size; ``slim``: simplify the traced graph with
-    onnxslim (:func:`export.graph_edit.simplify`; graphs whose weights exceed
-    :data:`SLIM_MAX_BYTES` are left as traced), before the parity check."""
+    ``external_data``: None = automatic by size. A pairs task (``pairs:DIR``): its identity
+    goes into the metadata, and its in-context graph bakes one example pair (``example``:
+    a pair's name; default its first train pair), so it takes only ``image``. ``slim``:
+    simplify the traced graph with onnxslim (:func:`export.graph_edit.simplify`; graphs
+    whose weights exceed :data:`SLIM_MAX_BYTES` are left as traced), before the parity check."""
     t0 = time.perf_counter()
     log = log or (lambda s: None)
-    get_task(task)
+    task_obj = get_task(task)
+    task = task_obj.name  # pairs:DIR → its registry name
+    if example is not None and not isinstance(task_obj, PairsTask):
+        raise UserError("--example names a pair of a pairs task (--task pairs:DIR)")
+    if example is not None and graph != "in-context":
+        raise UserError("--example is for --graph in-context (the one-shot graph bakes that pair)")
     if graph not in GRAPH_KINDS:
         raise UserError(f"unknown graph {graph!r}; choose from {', '.join(GRAPH_KINDS)}")
     if halo < 0 or halo > G.GRID // 2:
@@ -318,7 +330,8 @@ def export_task(
     spec = model if isinstance(model, str) else model.cfg.name
     net = load_model(model) if isinstance(model, str) else model.eval()
     tv = None if graph == "in-context" else resolve_taskvector(task, net, taskvec, variant)
-    module, args, switch = _module_and_args(graph, net, tv, halo, decode)
+    baked = _baked_example(task_obj, example) if graph == "in-context" else None
+    module, args, switch = _module_and_args(graph, net, tv, halo, decode, baked and baked[1:])
     module.eval()
     name = filename or onnx_filename(task, graph)
     dst = out / name
@@ -342,7 +355,12 @@ def export_task(
         "producer": PRODUCER,
         "producer_version": PRODUCER_VERSION,
     }
-    names = input_names(graph, switch)
+    identity = task_identity(task_obj)
+    if identity is not None:
+        meta["task_identity"] = identity
+    if baked is not None:
+        meta["example_pair"] = baked[0]
+    names = [SPEC.input_name] if baked is not None else input_names(graph, switch)
     dynamic = [n for n in names if n not in switch]
     with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=out) as tmp_dir:
         tmp = Path(tmp_dir)
@@ -370,7 +388,7 @@ def export_task(
             proto.graph.output.append(answer_vi)  # weights now live in the saved data file
             onnx.save_model(proto, str(tmp / "debug.onnx"))
             module_feeds = switch_feeds(net, tv) if graph == "switchable" else None
-            examples = (SPEC.example_in_name, SPEC.example_out_name) if graph == "in-context" else ()
+            examples = (SPEC.example_in_name, SPEC.example_out_name) if graph == "in-context" and baked is None else ()
             report = C.compare_with_torch(tmp / "debug.onnx", module, module_feeds, examples, batch=check_batch)
             log(report.line())
         decodes = compare_decodes(net, halo, batch=1) if graph == "in-context" else None
@@ -385,6 +403,18 @@ def export_task(
         publish([(src, target) for src, target in ((data, data_dst), (final, dst), (tmp_sidecar, sidecar))
                  if src is not None])
     return result
+
+
+def _baked_example(task_obj, name: str | None):
+    """A pairs task's example pair for the in-context graph → (name, input, target), each
+    uint8 [1,111,111,3] BGR; None for a built-in task (its graph takes the example as inputs)."""
+    if not isinstance(task_obj, PairsTask):
+        return None
+    from taskvec.vectors.prompting import pairs_example
+
+    pair, x, y = pairs_example(task_obj, name)
+    bgr = lambda t: (t[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).flip(-1)[None].contiguous()  # noqa: E731
+    return pair, bgr(x), bgr(y)
 
 
 def _writable_dir(out: Path) -> None:

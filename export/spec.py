@@ -76,9 +76,12 @@ META_KEYS: tuple[str, ...] = (
     "opset",
     "producer",
     "producer_version",
+    "task_identity",  # pairs tasks only: name, sha256 of the pairs, metric (taskvec.data.pairs)
+    "example_pair",  # in-context graph of a pairs task: the baked example pair's name
 )
 
-JSON_META_KEYS = frozenset({"site_count", "patched_blocks", "switch_inputs", "halo", "io_spec", "opset"})
+JSON_META_KEYS = frozenset({"site_count", "patched_blocks", "switch_inputs", "halo", "io_spec", "opset",
+                            "task_identity"})
 
 
 def patch_name(stage: str, block: int, kind: Literal["mul", "add"]) -> str:

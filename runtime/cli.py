@@ -16,6 +16,7 @@ import click
 
 from runtime.cache import default_cache_dir, file_digest
 from runtime.lowlight import GAIN_MODES, TRANSFER_MODES
+from taskvec.cli.options import TaskType
 from taskvec.errors import OneLineCommand, UserError, one_line
 
 TASKS = ("lowlight", "inpainting")
@@ -38,6 +39,8 @@ Examples:
   tvrun --camera 0 --task lowlight --transfer temporal --noise-k 2.5
                                        static camera: average over frames where nothing moves
   tvrun --camera 0 --task inpainting   draw the hole with the left mouse button, right button clears
+  tvrun --source clip.mp4 --task pairs:my_pairs --onnx exported/pairs-my_pairs-0123456789.onnx --headless \\
+        --output out/filtered.mp4        a task defined by a folder of example pairs (tvexport --task pairs:DIR)
 """
 
 
@@ -119,7 +122,9 @@ def check_graph_options(task: str, engine: str | None, onnx: str | None, backend
               help="rtsp:// and rtp:// sources: the stream's codec [h264]")
 @click.option("--latency", type=click.IntRange(0, 10000), default=None, metavar="MS",
               help="rtsp:// and rtp:// sources through GStreamer: jitter-buffer latency [200]")
-@click.option("--task", required=True, type=click.Choice(TASKS), help="what to do to every frame")
+@click.option("--task", required=True, type=TaskType(TASKS),
+              help="what to do to every frame; pairs:DIR — a task defined by example pairs (the whole frame "
+                   "through its graph: --onnx from tvexport, or --taskvec from taskvec search)")
 @click.option("--engine", type=click.Path(dir_okay=False), default=None, help="TensorRT engine (tvexport --engine)")
 @click.option("--onnx", type=click.Path(dir_okay=False), default=None, help="exported ONNX graph (tvexport)")
 @click.option("--model", default="tiny", show_default=True,
@@ -201,8 +206,17 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
         print(f"error: {msg}", file=sys.stderr)
         return code
 
+    identity = None
     try:
         status.phase("checks")
+        if task not in TASKS:  # pairs:DIR → its registry name; the folder is read and hashed here
+            from taskvec.data.pairs import task_identity
+            from taskvec.data.tasks import get_task
+
+            task, identity = get_task(task).name, task_identity(task)
+            if not (onnx or engine or taskvec):
+                raise UserError(f"a pairs task has no shipped task vector: pass --taskvec FILE (taskvec search "
+                                f"--task pairs:DIR) or --onnx FILE (tvexport --task pairs:DIR)")
         if (camera is None) == (source is None):
             raise UserError("give exactly one of --camera N or --source URI")
         if mask and mask_rect:
@@ -280,6 +294,8 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
             predictor = make_predictor(task, be, tiles=tile_rc, mask=hole, rect=rect, gain_mode=gain_mode,
                                        lowlight=lowlight)
             extra: dict = {"provider_options": getattr(be, "options", {}), "precision": precision}
+            if identity is not None:
+                extra["task_identity"] = identity
 
             def on_frame(i: int, _inp, _out) -> None:
                 if i == 0:

@@ -18,10 +18,10 @@ import click
 from taskvec.model.checkpoint import DEFAULT_MODEL
 from taskvec.model.config import list_configs
 from taskvec.errors import OneLineGroup, cli_errors
-from taskvec.data.tasks import list_tasks
+from taskvec.cli.options import task_option as task_option_for
 
 MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME ({', '.join(list_configs())}), or a .safetensors path"
-task_option = click.option("--task", "task", required=True, type=click.Choice(list_tasks()), help="task name")
+task_option = task_option_for()
 model_option = click.option("--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
 
 
@@ -164,6 +164,24 @@ def pack(bank: str, out: str) -> None:
 
     size = pack_bank(bank, out)
     click.echo(f"wrote {out} ({size / 2**20:.1f} MiB)")
+
+
+@data.command("example-pairs")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="pairs folder to create (must not exist)")
+@click.option("--kind", type=click.Choice(("dusk", "lowlight", "masks")), default="dusk", show_default=True,
+              help="dusk: gamma 1.6, gain 0.4, blue cast; lowlight: 0.5·photo (the built-in task); masks: "
+                   "scenes and their foreground masks")
+@click.option("--n", "n", default=16, show_default=True, type=click.IntRange(min=1), help="pairs")
+@click.option("--photos", type=click.Choice(("train", "val")), default="val", show_default=True,
+              help="which packaged photos the crops come from (val: never seen by the tiny model)")
+@click.option("--seed", default=0, show_default=True)
+@cli_errors
+def example_pairs(out: str, kind: str, n: int, photos: str, seed: int) -> None:
+    """Write a folder of example pairs, OUT/input/NAME.png ↔ OUT/target/NAME.png, made from the
+    packaged photos — to try `--task pairs:OUT` without pairs of your own."""
+    from taskvec.data.pairs_demo import write_example_pairs
+
+    click.echo(f"wrote {write_example_pairs(out, kind, n, photos, seed)} ({n} {kind} pairs)")
 
 
 def _register_optional_commands() -> None:

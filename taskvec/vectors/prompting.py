@@ -18,9 +18,15 @@ BUILTIN_EXAMPLE_PHOTO = "astronaut"
 
 
 def builtin_example(task: str, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """A fixed example pair for ``task`` → (example_in, example_out), each [1,3,111,111] in [0,1]."""
+    """A fixed example pair for ``task`` → (example_in, example_out), each [1,3,111,111] in [0,1].
+    A pairs task's example is its first train pair by name (:func:`pairs_example`)."""
     from taskvec.data.images import packaged_photos, random_crops
+    from taskvec.data.pairs import PairsTask
     from taskvec.data.scenes import procedural_scenes
+
+    t = get_task(task)
+    if isinstance(t, PairsTask):
+        return pairs_example(t)[1:]
 
     gen = torch.Generator().manual_seed(seed)
     photos = packaged_photos("train")
@@ -31,6 +37,20 @@ def builtin_example(task: str, seed: int = 0) -> tuple[Tensor, Tensor]:
         img, masks = procedural_scenes(1, gen, img)
     canvas, _, _ = build_canvases(task, img, img, gen, "paper", masks, masks)
     return G.get_cell(canvas, "example_in"), G.get_cell(canvas, "example_out")
+
+
+def pairs_example(task, name: str | None = None) -> tuple[str, Tensor, Tensor]:
+    """(name, input, target) of a pairs task's example pair: ``name``, or its first train pair
+    (its only pair when it has one); images [1,3,111,111] in [0,1]."""
+    if name is None:
+        train = task.split_index("train")
+        i = train[0] if train else 0
+    elif name in task.names:
+        i = task.names.index(name)
+    else:
+        raise UserError(f"{task.label} has no pair named {name!r} (e.g. {task.names[0]!r})")
+    _, target = task.apply(task.inputs[i : i + 1], {}, task.targets[i : i + 1])
+    return task.names[i], task.inputs[i : i + 1].clone(), target
 
 
 @torch.no_grad()
@@ -78,7 +98,7 @@ def run_prompt(task, query, out, example_in=None, example_out=None, canvas_out=N
     from taskvec.data.images import load_image
     from taskvec.model.checkpoint import load_model
 
-    get_task(task)
+    task = get_task(task).name  # pairs:DIR → its registry name
     if fit not in FITS:
         raise UserError(f"unknown --fit {fit!r}; choose from {', '.join(FITS)}")
     if answer_size not in ("cell", "query"):

@@ -1,11 +1,17 @@
 """Export one task's graph to ONNX: build the wrapper, trace, name the patch nodes,
 write metadata, check against PyTorch, write ``DIR/T.onnx`` + ``DIR/T.json`` atomically.
 
-Exporter: the TorchScript exporter (``dynamo=False``) at opset 17. It writes each
-LayerNorm as one ``LayerNormalization`` node, keeps the task-vector buffers as named
-initializers feeding one Mul and one Add, takes ``dynamic_axes`` for the batch, and
-exports ``tiny`` in about 3 s on two CPU cores (the dynamo exporter emits opset 18 and
-needs a version conversion, and is several times slower here).
+Exporter: the TorchScript exporter (``dynamo=False``) at opset 17, then onnxslim
+(:func:`export.graph_edit.simplify`). It writes each LayerNorm as one
+``LayerNormalization`` node, keeps the task-vector buffers as named initializers feeding
+one Mul and one Add, takes ``dynamic_axes`` for the batch, and traces ``tiny`` in about
+4 s on two CPU cores. ``torch.onnx.export(dynamo=True)`` was measured on the same graph
+(``benchmarks/exporter_compare.py``, README "Export"): the same semantics (parity,
+LayerNorm nodes, patch initializers, dynamic batch; 381 vs 385 nodes after onnxslim) but
+about 8× slower to export (31 s vs 3.8 s on two busy cores), which tvrun's export on first
+use and the test suite's few dozen exports would pay — so the TorchScript exporter stays,
+its deprecation warning passed on to the user (``log``, the sidecar's
+``exporter.deprecations``), not silenced.
 
 Large models (``vit_large``: ≈1.5 GB of weights in the graph) are written with external
 data — ``T.onnx`` + ``T.onnx.data`` — once the weights pass :data:`EXTERNAL_DATA_BYTES`.
@@ -51,6 +57,7 @@ from taskvec.data.pairs import PairsTask, task_identity
 from taskvec.data.tasks import get_task
 
 EXTERNAL_DATA_BYTES = 1 << 30  # weights above 1 GiB go to T.onnx.data
+SLIM_MAX_BYTES = EXTERNAL_DATA_BYTES  # graphs with more weights are left as traced (see export_task)
 PRODUCER_VERSION = "0.1.0"
 EXAMPLE_BATCH = 2
 
@@ -69,6 +76,7 @@ class ExportResult:
     seconds: float
     decode_comparison: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    simplified: dict[str, Any] | None = None
 
     def summary(self) -> str:
         extra = f" + {self.data_path.name}" if self.data_path else ""
@@ -208,20 +216,34 @@ def _repeat_interleave(g, x, repeats, dim, output_size=None):
     return g.op("Reshape", y, g.op("Concat", *parts, axis_i=0))
 
 
-def _trace(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], dynamic: list[str]) -> None:
-    """TorchScript export at :data:`OPSET` with a dynamic batch on ``dynamic`` inputs."""
+def _trace(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], dynamic: list[str]) -> list[str]:
+    """TorchScript export at :data:`OPSET` with a dynamic batch on ``dynamic`` inputs.
+    Returns the exporter's deprecation warnings (one line each) for the caller to show:
+    only the tracer's known-harmless warnings (Python booleans and ``torch.tensor`` constants
+    in the trace, the Slice constant-folding note) are filtered."""
     outputs = [SPEC.output_name, FLOAT_OUTPUT]
     axes = {n: {0: SPEC.batch_dim} for n in [*dynamic, *outputs]}
     torch.onnx.register_custom_op_symbolic("aten::repeat_interleave", _repeat_interleave, OPSET)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+            warnings.simplefilter("always")
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
             torch.onnx.export(
                 module, args, str(path), dynamo=False, opset_version=OPSET, input_names=inputs,
                 output_names=outputs, dynamic_axes=axes, do_constant_folding=True,
             )
     finally:
         torch.onnx.unregister_custom_op_symbolic("aten::repeat_interleave", OPSET)
+    seen: list[str] = []
+    for w in caught:
+        if issubclass(w.category, (DeprecationWarning, FutureWarning)):
+            line = " ".join(str(w.message).split())[:240]
+            if line not in seen:
+                seen.append(line)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)  # not ours to hide
+    return seen
 
 
 def _save(model: onnx.ModelProto, path: Path, external: bool) -> Path | None:
@@ -278,6 +300,7 @@ def export_task(
     log: Callable[[str], None] | None = None,
     variant: str = "paper",
     example: str | None = None,
+    slim: bool = True,
 ) -> ExportResult:
     """Export ``task``'s graph to ``out_dir`` and check it. Returns an :class:`ExportResult`
     (``.onnx_path`` is the graph to run).
@@ -287,7 +310,9 @@ def export_task(
     answer; ``decode="full"`` decodes the whole canvas (cost comparisons only);
     ``external_data``: None = automatic by size. A pairs task (``pairs:DIR``): its identity
     goes into the metadata, and its in-context graph bakes one example pair (``example``:
-    a pair's name; default its first train pair), so it takes only ``image``."""
+    a pair's name; default its first train pair), so it takes only ``image``. ``slim``:
+    simplify the traced graph with onnxslim (:func:`export.graph_edit.simplify`; graphs
+    whose weights exceed :data:`SLIM_MAX_BYTES` are left as traced), before the parity check."""
     t0 = time.perf_counter()
     log = log or (lambda s: None)
     task_obj = get_task(task)
@@ -340,10 +365,16 @@ def export_task(
     with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=out) as tmp_dir:
         tmp = Path(tmp_dir)
         log(f"tracing the {graph} graph of {net.cfg.name} for {task}…")
-        _trace(module, args, tmp / "raw.onnx", names, dynamic)
+        deprecations = _trace(module, args, tmp / "raw.onnx", names, dynamic)
+        for line in deprecations:
+            log(f"note (torch): {line}")
         proto = onnx.load(str(tmp / "raw.onnx"))
         ext = _weight_bytes(proto) > EXTERNAL_DATA_BYTES if external_data is None else external_data
         patch_nodes = E.name_patch_nodes(proto, blocks) if graph == "task" else []
+        simplified = None
+        if slim and _weight_bytes(proto) <= SLIM_MAX_BYTES:
+            proto, simplified = E.simplify(proto)
+            log(f"simplified with {simplified['tool']}: {simplified['nodes_before']} → {simplified['nodes_after']} nodes")
         E.set_metadata(proto, meta, PRODUCER, PRODUCER_VERSION)
         C.check_finite_graph(proto, f"export of {task} ({net.cfg.name})")  # also under --no-check
         answer_vi = next(o for o in proto.graph.output if o.name == FLOAT_OUTPUT)
@@ -365,7 +396,7 @@ def export_task(
             log(f"answer-only vs full-canvas VQGAN decode: {json.dumps(decodes)}")
         data_dst = out / data.name if data else None
         result = ExportResult(task, graph, dst, sidecar, data_dst, meta, report, patch_nodes, counts,
-                              time.perf_counter() - t0, decodes)
+                              time.perf_counter() - t0, decodes, notes=deprecations, simplified=simplified)
         tmp_sidecar = tmp / sidecar.name
         _write_sidecar(result, tmp_sidecar)
         # publish: data first, then the graph that refers to it, then the sidecar
@@ -403,9 +434,12 @@ def _write_sidecar(result: ExportResult, path: Path) -> None:
         "check": result.check.to_dict() if result.check else None,
         "patch_nodes": result.patch_nodes,
         "op_counts": result.op_counts,
+        "node_count": sum(result.op_counts.values()),
+        "simplified": result.simplified,
         "decode_comparison": result.decode_comparison,
         "export_seconds": round(result.seconds, 2),
-        "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "dynamo": False},
+        "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "dynamo": False,
+                     "deprecations": result.notes},
     }
     path.write_text(json.dumps(info, indent=2, allow_nan=False) + "\n")
 

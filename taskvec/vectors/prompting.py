@@ -75,16 +75,6 @@ def zero_shot(model: MaeVQGAN, query: Tensor, patches=None) -> tuple[Tensor, Ten
     return answer, canvas
 
 
-def read_rgb(path: str | Path) -> Tensor:
-    """Image file → [1,3,111,111] RGB in [0,1]; one-line UserError for a missing or non-image file."""
-    from taskvec.data.images import load_image
-
-    try:
-        return load_image(path)[None]
-    except Exception as e:  # DataError and friends carry a one-line message
-        raise UserError(str(e)) from None
-
-
 def write_rgb(img: Tensor, path: str | Path) -> None:
     """[1,3,H,W] or [3,H,W] in [0,1] → PNG/JPEG, written atomically."""
     arr = img.reshape(-1, *img.shape[-3:])[0].clamp(0, 1).permute(1, 2, 0).numpy()
@@ -98,12 +88,30 @@ def write_rgb(img: Tensor, path: str | Path) -> None:
 
 
 def run_prompt(task, query, out, example_in=None, example_out=None, canvas_out=None, use_zero_shot=False,
-               taskvec_file=None, seed=0, model_spec="tiny") -> Tensor:
-    """The ``taskvec prompt`` command as a function. Returns the answer [1,3,111,111]."""
+               taskvec_file=None, seed=0, model_spec="tiny", fit: str = "letterbox",
+               answer_size: str = "cell") -> Tensor:
+    """The ``taskvec prompt`` command as a function. Returns the answer as written:
+    [1,3,111,111] (``answer_size="cell"``) or at the query's resolution (``"query"``:
+    :meth:`taskvec.data.fit.Placement.restore`). ``fit`` places every image (query and
+    examples) in its cell: letterbox (default), crop or squash."""
+    from taskvec.data.fit import FITS, fit_image
+    from taskvec.data.images import load_image
     from taskvec.model.checkpoint import load_model
 
     task = get_task(task).name  # pairs:DIR → its registry name
-    q = read_rgb(query)
+    if fit not in FITS:
+        raise UserError(f"unknown --fit {fit!r}; choose from {', '.join(FITS)}")
+    if answer_size not in ("cell", "query"):
+        raise UserError(f"unknown --answer-size {answer_size!r}; choose cell or query")
+
+    def read(path):
+        try:
+            img = load_image(path, size=None)
+        except Exception as e:  # DataError and friends carry a one-line message
+            raise UserError(str(e)) from None
+        return fit_image(img, fit)
+
+    q, place = read(query)
     if (example_in is None) != (example_out is None):
         raise UserError("give both --example-in and --example-out, or neither")
     model = load_model(model_spec)
@@ -114,10 +122,12 @@ def run_prompt(task, query, out, example_in=None, example_out=None, canvas_out=N
         answer, canvas = zero_shot(model, q, tv.patches())
     else:
         if example_in is not None:
-            ex_in, ex_out = read_rgb(example_in), read_rgb(example_out)
+            ex_in, ex_out = read(example_in)[0], read(example_out)[0]
         else:
             ex_in, ex_out = builtin_example(task, seed)
         answer, canvas = one_shot(model, ex_in, ex_out, q)
+    if answer_size == "query":
+        answer = place.restore(answer)
     write_rgb(answer, out)
     if canvas_out:
         write_rgb(canvas, canvas_out)

@@ -15,8 +15,13 @@ Rows: the dark input, ``tvrun`` in each transfer mode (:mod:`runtime.lowlight`),
 filters a user would reach for — auto-gamma, CLAHE on L, percentile stretch + gamma, the
 same + ``cv2.fastNlMeansDenoisingColored`` — each with its median time per frame.
 
-The transfer's parameters were chosen with ``--photos train`` (the training photos); the
-README reports ``--photos val`` (held out, the sample clip's photos) once.
+Which photos chose what: the transfer's denoise parameters were chosen with ``--photos
+train`` (the training photos); the shadow-lift rule (``lift``, in stops of exposure) with
+``--photos bank-val`` — the wallpapers of the *val* split of the image bank
+(``taskvec data fetch --out runs/bank``; its test split is never read here), checked on
+the training photos. ``--photos val`` (held out, the sample clip's photos) only reports:
+it has been run 4 times in all (twice in the first round of tuning, once in the second,
+once for the lift rule).
 """
 
 from __future__ import annotations

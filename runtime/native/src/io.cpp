@@ -4,7 +4,9 @@
 #include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <dirent.h>
+#include <fstream>
 #include <opencv2/highgui.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -141,6 +143,27 @@ class CaptureSource final : public Source {
   bool loop_;
 };
 
+// A PNG must end with its IEND chunk, a JPEG with the EOI marker: a cut file is refused before
+// the decoder sees it (libpng would print to stderr and return half an image).
+}  // namespace
+
+bool truncated_image(const std::string& path) {
+  const std::string ext = suffix(path);
+  if (ext != ".png" && ext != ".jpg" && ext != ".jpeg") return false;
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  const std::streamoff n = f.tellg();
+  if (n < 12) return true;
+  f.seekg(n - 12);
+  unsigned char tail[12];
+  f.read(reinterpret_cast<char*>(tail), 12);
+  if (ext == ".png") return std::memcmp(tail + 4, "IEND", 4) != 0;
+  for (int i = 11; i > 0; --i)  // trailing padding after EOI is allowed
+    if (tail[i] != 0) return !(tail[i] == 0xD9 && tail[i - 1] == 0xFF);
+  return true;
+}
+
+namespace {
+
 class ImageFolderSource final : public Source {
  public:
   ImageFolderSource(const SourceSpec& s, bool loop) : loop_(loop) {
@@ -180,6 +203,7 @@ class ImageFolderSource final : public Source {
 
  private:
   static cv::Mat load(const std::string& path) {
+    if (truncated_image(path)) throw RunError("cannot decode " + path + ": the file is truncated");
     cv::Mat img;
     try {
       img = cv::imread(path, cv::IMREAD_COLOR);
@@ -202,6 +226,7 @@ class VideoFileSink final : public Sink {
     const auto slash = path_.find_last_of('/');
     dir_ = slash == std::string::npos ? "." : path_.substr(0, slash);
     const std::string base = slash == std::string::npos ? path_ : path_.substr(slash + 1);
+    make_dirs(dir_);
     const std::string ext = suffix(path_);
     fourcc_ = ext == ".avi" ? cv::VideoWriter::fourcc('M', 'J', 'P', 'G') : cv::VideoWriter::fourcc('m', 'p', '4', 'v');
     std::string tmpl = dir_ + "/." + base.substr(0, base.size() - ext.size()) + ".XXXXXX.part" + ext;
@@ -267,7 +292,7 @@ class ImageFolderSink final : public Sink {
   explicit ImageFolderSink(std::string folder) : folder_(std::move(folder)) {
     while (folder_.size() > 1 && folder_.back() == '/') folder_.pop_back();
     created_ = !exists(folder_);
-    if (created_ && ::mkdir(folder_.c_str(), 0755) != 0) throw UserError("cannot create folder " + folder_);
+    if (created_) make_dirs(folder_);
     if (!is_dir(folder_)) throw UserError("cannot write images to " + folder_ + ": it is a file, not a folder");
   }
   void write(const cv::Mat& image) override {
@@ -473,13 +498,24 @@ void check_output_path(const std::string& path) {
   } else if (exists(path) && !is_dir(path)) {
     throw UserError("cannot write images to " + path + ": it is a file, not a folder");
   }
+  // the nearest existing ancestor must be a writable folder (the sinks create the folders below it)
   std::string p = path;
   while (p.size() > 1 && p.back() == '/') p.pop_back();
-  const auto slash = p.find_last_of('/');
-  const std::string parent = slash == std::string::npos ? "." : (slash == 0 ? "/" : p.substr(0, slash));
-  if (!is_dir(parent))
-    throw UserError("cannot write " + path + ": " + parent + (exists(parent) ? " is not a folder" : " does not exist"));
+  std::string parent = p;
+  do {
+    const auto slash = parent.find_last_of('/');
+    parent = slash == std::string::npos ? "." : (slash == 0 ? "/" : parent.substr(0, slash));
+  } while (!exists(parent) && parent != "." && parent != "/");
+  if (!is_dir(parent)) throw UserError("cannot write " + path + ": " + parent + " is not a folder");
   if (::access(parent.c_str(), W_OK | X_OK) != 0) throw UserError("cannot write " + path + ": permission denied");
+}
+
+void make_dirs(const std::string& folder) {
+  for (size_t i = 1; i <= folder.size(); ++i)
+    if (i == folder.size() || folder[i] == '/') {
+      const std::string part = folder.substr(0, i);
+      if (!exists(part) && ::mkdir(part.c_str(), 0755) != 0) throw UserError("cannot create folder " + part);
+    }
 }
 
 std::unique_ptr<Sink> open_file_sink(const std::string& path, double fps) {

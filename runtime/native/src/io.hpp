@@ -83,6 +83,11 @@ class Sink {
   long frames_written = 0;
 };
 
+/// A .png without its IEND chunk or a .jpg without its EOI marker (refused before decoding).
+bool truncated_image(const std::string& path);
+/// mkdir -p.
+void make_dirs(const std::string& folder);
+
 /// Refuse, before any work, an --output path the sinks would refuse (UserError).
 void check_output_path(const std::string& path);
 /// --output PATH (video file or folder) or nullptr; the window when not headless.

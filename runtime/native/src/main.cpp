@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <opencv2/core/utility.hpp>
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <optional>
@@ -207,7 +208,7 @@ int run(const Options& o) {
   cv::Mat hole;
   if (o.mask) {
     try {
-      hole = cv::imread(*o.mask, cv::IMREAD_GRAYSCALE);
+      if (!truncated_image(*o.mask)) hole = cv::imread(*o.mask, cv::IMREAD_GRAYSCALE);
     } catch (const cv::Exception&) {
       hole.release();
     }
@@ -318,6 +319,9 @@ void limit_image_size() {
 
 int main(int argc, char** argv) {
   limit_image_size();
+  // stderr carries the one `error:` line: OpenCV's and FFmpeg's own logging stays quiet unless asked for
+  ::setenv("OPENCV_FFMPEG_LOGLEVEL", "-8", 0);
+  if (!std::getenv("OPENCV_LOG_LEVEL")) cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
   try {

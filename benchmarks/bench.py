@@ -20,7 +20,7 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -28,6 +28,7 @@ import numpy as np
 
 from benchmarks.forward_latency import summarize
 from benchmarks.bench_report import BACKEND_ORDER, compute_ratios
+from benchmarks.native_runtime import native_binary, native_ratios, native_row
 from benchmarks.graph_runners import (Runner, engine_for, matmul_peak, ort_runner, time_loop, torch_runner,
                                       trt_runner)
 from taskvec.errors import UserError
@@ -274,11 +275,26 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
                         samples[row["name"]] = ms
                         log(_line(row))
                 if cfg.frames > 0 and cfg.task in E2E_TASKS:
-                    row, per_frame = end_to_end(cfg, backend, precision, model, tv, onnx["task-vector"], engines,
+                    native = native_binary() if (backend, precision) == ("onnxruntime", "fp32") else None
+                    e2e_cfg = cfg
+                    if native is not None:  # both runtimes read the same file
+                        from benchmarks.native_runtime import materialise_source
+
+                        e2e_cfg = replace(cfg, source=materialise_source(cfg.source or f"sample:{cfg.task}",
+                                                                         cfg.task, workdir))
+                    row, per_frame = end_to_end(e2e_cfg, backend, precision, model, tv, onnx["task-vector"], engines,
                                                 macs["task-vector"], power, log)
                     results.append(row)
                     samples[row["name"]] = per_frame
                     log(_line(row))
+                    if native is not None:
+                        nrow, nper = native_row(e2e_cfg, native, onnx["task-vector"], row, macs["task-vector"], log)
+                        results.append(nrow)
+                        samples[nrow["name"]] = nper
+                        log(_line(nrow))
+        if cfg.frames > 0 and cfg.task in E2E_TASKS and native_binary() is None:
+            skipped.append({"what": "tvrun-native end-to-end", "reason": "build/tvrun-native is not built "
+                            "(cmake -S . -B build && cmake --build build) and $TVRUN_NATIVE is not set"})
         if cfg.frames > 0 and cfg.task not in E2E_TASKS:
             skipped.append({"what": "end-to-end", "reason": f"tvrun has no predictor for {cfg.task!r}"})
         power_summary = power.summary() if power.available else None
@@ -289,11 +305,13 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
     env = capture_environment()
     env["host_load_average"] = {"start": [round(x, 2) for x in load_start], "end": [round(x, 2) for x in os.getloadavg()]}
     env["torch_threads"] = _torch_threads()
+    ratios = compute_ratios(results)
+    ratios.update(native_ratios(results))
     return {
         "environment": env,
         "config": {**asdict(cfg), "backends": backends, "model_config": model.cfg.name, "head": model.cfg.head},
         "results": results,
-        "ratios": compute_ratios(results),
+        "ratios": ratios,
         "peak_gmac_s": peaks,
         "gmac_per_frame": macs,
         "skipped": skipped,

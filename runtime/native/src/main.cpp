@@ -6,6 +6,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
+#include <malloc.h>
 #include <opencv2/core/utility.hpp>
 #include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -33,7 +34,7 @@ const char* kHelp = R"(usage: tvrun-native (--camera N | --source URI) --task lo
                     [--headless] [--output PATH] [--frames N] [--loop] [--stats JSON]
                     [--mask FILE | --mask-rect x,y,w,h] [--tiles RxC] [--gain luma|rgb]
                     [--transfer denoise|temporal|gain] [--noise-k K] [--guide-blur PX] [--lift LO,HI]
-                    [--temporal-alpha A] [--overlay] [--threads N]
+                    [--temporal-alpha A] [--overlay] [--threads N] [--warmup N]
 
 The native tvrun: runs a graph exported by tvexport (its JSON sidecar gives the task, the I/O
 names and the cell size) on every frame of a camera, a stream, a video file or an image folder.
@@ -57,6 +58,7 @@ names and the cell size) on every frame of a camera, a stream, a video file or a
                       low-light denoise/temporal parameters (tvrun --help)
   --overlay           also draw the FPS overlay into --output (always in the window)
   --threads N         ONNX Runtime intra-op threads [one per core]
+  --warmup N          run the graph N times on a blank batch before the first frame (benchmarks)
 
 Examples:
   tvrun-native --source clip.mp4 --task lowlight --onnx out/lowlight.onnx --headless --output out/bright.mp4
@@ -70,7 +72,7 @@ struct Options {
   std::optional<double> noise_k, guide_blur, temporal_alpha;
   bool headless = false, loop = false, overlay = false;
   long frames = 0;
-  int threads = 0;
+  int threads = 0, warmup = 0;
 };
 
 double to_number(const std::string& opt, const std::string& v) {
@@ -119,6 +121,8 @@ Options parse_args(int argc, char** argv) {
       const double f = to_number(k, val());
       if (f < 1 || f != static_cast<long>(f)) throw UserError("--frames must be a positive integer");
       o.frames = static_cast<long>(f);
+    } else if (k == "--warmup") {
+      o.warmup = static_cast<int>(to_number(k, val()));
     } else if (k == "--threads") {
       o.threads = static_cast<int>(to_number(k, val()));
     } else {
@@ -219,6 +223,10 @@ int run(const Options& o) {
   std::unique_ptr<Backend> backend = o.onnx ? open_onnx(*o.onnx, o.task, o.threads) : open_engine(*o.engine, o.task);
   std::unique_ptr<Source> src = open_source(spec, o.loop);
   std::cout << "backend: " << backend->name() << " — " << backend->reason() << std::endl;
+  if (o.warmup > 0) {
+    const cv::Mat blank(backend->cell_height(), backend->cell_width(), CV_8UC3, cv::Scalar::all(0));
+    for (int i = 0; i < o.warmup; ++i) backend->infer(blank);
+  }
 
   std::unique_ptr<Predictor> predictor;
   if (o.task == "lowlight")
@@ -271,6 +279,9 @@ int run(const Options& o) {
       }
       ++n;
       timer.tick();
+      double total = frame.capture_ms;  // this frame's own stages (queueing excluded), as tvbench sums them
+      for (const char* st : {"preprocess", "infer", "postprocess", "output"}) total += timer.last_ms()[st];
+      stats.frame_ms.push_back(total);
       if (key == 27 || key == 'q' || key == 'Q') {
         stats.stopped_by = "key";
         break;
@@ -318,6 +329,11 @@ void limit_image_size() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Frame-sized buffers are allocated and freed every frame: keep them on the heap instead of
+  // fresh mmap()s, whose page faults cost more than the arithmetic (the Python runtime reuses
+  // its buffers for the same reason, runtime/guided.py reuse_buffer).
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
   limit_image_size();
   // stderr carries the one `error:` line: OpenCV's and FFmpeg's own logging stays quiet unless asked for
   ::setenv("OPENCV_FFMPEG_LOGLEVEL", "-8", 0);

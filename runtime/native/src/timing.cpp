@@ -81,6 +81,9 @@ std::string Stats::to_json() const {
   j["stopped_by"] = stopped_by;
   j["reconnects"] = reconnects;
   j["extra"] = {{"runtime", "native"}, {"binary", "tvrun-native"}, {"built_backends", binary_backends}};
+  std::vector<double> rounded;
+  for (double ms : frame_ms) rounded.push_back(std::round(ms * 1000) / 1000);
+  j["extra"]["frame_ms"] = rounded;
   return j.dump(2) + "\n";
 }
 

@@ -54,6 +54,7 @@ struct Stats {
   bool has_output = false;
   std::vector<std::pair<std::string, std::map<std::string, double>>> stages_ms;
   std::string binary_backends;  // extra: what this binary was built with
+  std::vector<double> frame_ms;  // extra: per-frame capture+preprocess+infer+postprocess+output
 
   std::string to_json() const;
   std::string summary_line() const;

@@ -23,7 +23,7 @@ std::string built_backends() {
 }
 
 #ifndef TASKVEC_WITH_ONNXRUNTIME
-std::unique_ptr<Backend> open_onnx(const std::string& path, const std::string& task, int) {
+std::unique_ptr<Backend> open_onnx(const std::string& path, const std::string& task, int, bool) {
   check_for_task(read_onnx_sidecar(path), task);
   throw UserError("this tvrun-native was built without ONNX Runtime (cmake found no headers or library); "
                   "rebuild after runtime/native/get_deps.sh, or use --engine");

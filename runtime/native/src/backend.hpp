@@ -36,8 +36,9 @@ class Backend {
 std::string built_backends();
 
 /// `--onnx FILE` → the ONNX Runtime backend (CPU), `--engine FILE` → TensorRT. Checks the
-/// sidecar against the task first (check_for_task). `threads` 0: one per core.
-std::unique_ptr<Backend> open_onnx(const std::string& path, const std::string& task, int threads);
+/// sidecar against the task first (check_for_task). `threads` 0: one per core; `spin`: let ONNX
+/// Runtime's threads spin-wait between runs (its default; off here, see backend_ort.cpp).
+std::unique_ptr<Backend> open_onnx(const std::string& path, const std::string& task, int threads, bool spin);
 std::unique_ptr<Backend> open_engine(const std::string& path, const std::string& task);
 
 }  // namespace tvn

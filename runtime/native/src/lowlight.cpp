@@ -126,19 +126,18 @@ cv::Mat detail_luma(const cv::Mat& grey, double noise_var, const cv::Mat& noise_
   const double var = noise_var_map.empty() ? noise_var : cv::mean(noise_var_map)[0];
   const double sigma = std::sqrt(var) * 255.0;
   if (p.guide_blur <= 0 || sigma < kNoisySigma) return grey;
-  cv::Mat soft, fine;
+  cv::Mat soft;
   cv::GaussianBlur(grey, soft, cv::Size(0, 0), p.guide_blur, 0, cv::BORDER_REFLECT);
   const float tau = static_cast<float>(kDetailTau * sigma / 255.0);
-  cv::subtract(grey, soft, fine);
   cv::Mat out(grey.size(), CV_32F);
-  for (int y = 0; y < grey.rows; ++y) {  // soft + sign(fine)·max(|fine| − τ, 0), in float32 like numpy
+  for (int y = 0; y < grey.rows; ++y) {  // soft + sign(fine)·max(|fine| − τ, 0), fine = grey − soft
+    const float* g = grey.ptr<float>(y);
     const float* s = soft.ptr<float>(y);
-    const float* f = fine.ptr<float>(y);
     float* o = out.ptr<float>(y);
     for (int x = 0; x < grey.cols; ++x) {
-      const float m = std::max(std::fabs(f[x]) - tau, 0.0f);
-      const float sg = f[x] > 0 ? 1.0f : (f[x] < 0 ? -1.0f : 0.0f);
-      o[x] = s[x] + sg * m;
+      const float fine = g[x] - s[x];
+      const float m = std::max(std::fabs(fine) - tau, 0.0f);
+      o[x] = s[x] + std::copysign(m, fine);
     }
   }
   return out;

@@ -34,7 +34,7 @@ const char* kHelp = R"(usage: tvrun-native (--camera N | --source URI) --task lo
                     [--headless] [--output PATH] [--frames N] [--loop] [--stats JSON]
                     [--mask FILE | --mask-rect x,y,w,h] [--tiles RxC] [--gain luma|rgb]
                     [--transfer denoise|temporal|gain] [--noise-k K] [--guide-blur PX] [--lift LO,HI]
-                    [--temporal-alpha A] [--overlay] [--threads N] [--warmup N]
+                    [--temporal-alpha A] [--overlay] [--threads N] [--ort-spin] [--warmup N]
 
 The native tvrun: runs a graph exported by tvexport (its JSON sidecar gives the task, the I/O
 names and the cell size) on every frame of a camera, a stream, a video file or an image folder.
@@ -58,6 +58,8 @@ names and the cell size) on every frame of a camera, a stream, a video file or a
                       low-light denoise/temporal parameters (tvrun --help)
   --overlay           also draw the FPS overlay into --output (always in the window)
   --threads N         ONNX Runtime intra-op threads [one per core]
+  --ort-spin          let ONNX Runtime's threads spin-wait between runs (its default; off here because the
+                      frame's pre/postprocess needs the same cores right after each graph call)
   --warmup N          run the graph N times on a blank batch before the first frame (benchmarks)
 
 Examples:
@@ -70,7 +72,7 @@ struct Options {
   std::optional<std::string> camera, source, onnx, engine, output, stats, mask, mask_rect, tiles, lift;
   std::string task, gain = "rgb", transfer = "denoise";
   std::optional<double> noise_k, guide_blur, temporal_alpha;
-  bool headless = false, loop = false, overlay = false;
+  bool headless = false, loop = false, overlay = false, ort_spin = false;
   long frames = 0;
   int threads = 0, warmup = 0;
 };
@@ -117,6 +119,7 @@ Options parse_args(int argc, char** argv) {
     else if (k == "--headless") o.headless = true;
     else if (k == "--loop") o.loop = true;
     else if (k == "--overlay") o.overlay = true;
+    else if (k == "--ort-spin") o.ort_spin = true;
     else if (k == "--frames") {
       const double f = to_number(k, val());
       if (f < 1 || f != static_cast<long>(f)) throw UserError("--frames must be a positive integer");
@@ -220,7 +223,7 @@ int run(const Options& o) {
     hole = hole > 127;
   }
   const SourceSpec spec = parse_source(o.camera ? *o.camera : *o.source);
-  std::unique_ptr<Backend> backend = o.onnx ? open_onnx(*o.onnx, o.task, o.threads) : open_engine(*o.engine, o.task);
+  std::unique_ptr<Backend> backend = o.onnx ? open_onnx(*o.onnx, o.task, o.threads, o.ort_spin) : open_engine(*o.engine, o.task);
   std::unique_ptr<Source> src = open_source(spec, o.loop);
   std::cout << "backend: " << backend->name() << " — " << backend->reason() << std::endl;
   if (o.warmup > 0) {

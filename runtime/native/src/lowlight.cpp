@@ -90,11 +90,35 @@ cv::Mat limit_lift(const cv::Mat& gain, double w, double t) {
 
 namespace {
 
-void denoise_coefficients(const cv::Mat& frame, double noise_var, const cv::Mat& noise_var_map,
-                          const LowLightParams& p, cv::Mat& a, cv::Mat& b, cv::Mat& small_grey) {
+// The frame at half resolution (INTER_AREA), CV_32FC3 in [0,1]: straight from the uint8 frame
+// (2×2 means of v/255) when the size is even, else through cv::resize of the float frame.
+cv::Mat half_frame(const cv::Mat& frame) {
   const cv::Size hw(std::max(1, frame.cols / 2), std::max(1, frame.rows / 2));
   cv::Mat small;
-  cv::resize(frame, small, hw, 0, 0, cv::INTER_AREA);
+  if (frame.depth() == CV_8U && frame.cols % 2 == 0 && frame.rows % 2 == 0) {
+    small.create(hw, CV_32FC3);
+    const float k = 1.0f / 255.0f;
+    for (int y = 0; y < hw.height; ++y) {
+      const uint8_t* r0 = frame.ptr<uint8_t>(2 * y);
+      const uint8_t* r1 = frame.ptr<uint8_t>(2 * y + 1);
+      float* o = small.ptr<float>(y);
+      for (int x = 0; x < hw.width * 3; ++x) {
+        const int i = (x / 3) * 6 + x % 3;
+        o[x] = ((r0[i] * k + r0[i + 3] * k) + (r1[i] * k + r1[i + 3] * k)) * 0.25f;
+      }
+    }
+    return small;
+  }
+  cv::Mat f = frame;
+  if (frame.depth() == CV_8U) cv::multiply(frame, cv::Scalar::all(1.0 / 255.0), f, 1.0, CV_32F);
+  cv::resize(f, small, hw, 0, 0, cv::INTER_AREA);
+  return small;
+}
+
+void denoise_coefficients(const cv::Mat& frame, double noise_var, const cv::Mat& noise_var_map,
+                          const LowLightParams& p, cv::Mat& a, cv::Mat& b, cv::Mat& small_grey) {
+  cv::Mat small = half_frame(frame);
+  const cv::Size hw = small.size();
   cv::cvtColor(small, small_grey, cv::COLOR_BGR2GRAY);
   const float k2 = static_cast<float>(p.noise_k * p.noise_k / 4.0);
   const int r = std::min(p.base_radius, std::max(1, std::min(hw.width, hw.height) / 2 - 1));
@@ -108,15 +132,22 @@ void denoise_coefficients(const cv::Mat& frame, double noise_var, const cv::Mat&
   }
 }
 
-cv::Mat apply_coefficients(const cv::Mat& a, const cv::Mat& b, const cv::Mat& grey, double scale, int dtype) {
-  cv::Mat big_a, big_b, out;
+// scale·(up(A)·grey + up(B)) at grey's resolution, bilinear up, saturated to uint8 — one pass
+// after the two resizes (runtime/lowlight.py apply_coefficients with dtype CV_8U).
+cv::Mat apply_coefficients_u8(const cv::Mat& a, const cv::Mat& b, const cv::Mat& grey, double scale) {
+  cv::Mat big_a, big_b, bs;
   cv::resize(a, big_a, grey.size(), 0, 0, cv::INTER_LINEAR);
-  cv::Mat g3 = replicate(grey, 3);
-  cv::multiply(big_a, g3, big_a, scale);
-  cv::Mat bs = b;
-  if (scale != 1.0) cv::multiply(b, cv::Scalar::all(scale), bs);
+  cv::multiply(b, cv::Scalar::all(scale), bs);  // at low resolution: cheaper than scaling big_b
   cv::resize(bs, big_b, grey.size(), 0, 0, cv::INTER_LINEAR);
-  cv::add(big_a, big_b, out, cv::noArray(), dtype);
+  cv::Mat out(grey.size(), CV_8UC3);
+  const float sc = static_cast<float>(scale);
+  for (int y = 0; y < grey.rows; ++y) {
+    const float* pa = big_a.ptr<float>(y);
+    const float* pb = big_b.ptr<float>(y);
+    const float* g = grey.ptr<float>(y);
+    uint8_t* o = out.ptr<uint8_t>(y);
+    for (int x = 0; x < grey.cols * 3; ++x) o[x] = cv::saturate_cast<uint8_t>(pa[x] * g[x / 3] * sc + pb[x]);
+  }
   return out;
 }
 
@@ -152,7 +183,7 @@ cv::Mat denoise_and_gain(const cv::Mat& frame, const cv::Mat& grey, double noise
   cv::cvtColor(denoised, denoised_grey, cv::COLOR_BGR2GRAY);
   cv::Mat gain = gain_at(denoised_grey);
   if (gain.channels() == 1) gain = replicate(gain, 3);
-  return apply_coefficients(a.mul(gain), b.mul(gain), detail_luma(grey, noise_var, noise_var_map, p), 255.0, CV_8U);
+  return apply_coefficients_u8(a.mul(gain), b.mul(gain), detail_luma(grey, noise_var, noise_var_map, p), 255.0);
 }
 
 cv::Mat TemporalFilter::update(const cv::Mat& frame, double sigma, cv::Mat& var) {

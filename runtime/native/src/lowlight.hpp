@@ -39,7 +39,8 @@ std::pair<double, double> exposure_split(const cv::Mat& cells_in, const cv::Mat&
 cv::Mat limit_lift(const cv::Mat& gain, double w, double t);
 /// The frame's luma for the coefficients (runtime/lowlight.py detail_luma); noise_var scalar or map.
 cv::Mat detail_luma(const cv::Mat& grey, double noise_var, const cv::Mat& noise_var_map, const LowLightParams& p);
-/// The denoise + gain output, CV_8UC3. gain_at(denoised half-resolution luma) → gain there.
+/// The denoise + gain output, CV_8UC3, from the frame (CV_8UC3, or CV_32FC3 in [0,1] in the
+/// temporal mode). gain_at(denoised half-resolution luma) → gain there.
 cv::Mat denoise_and_gain(const cv::Mat& frame, const cv::Mat& grey, double noise_var, const cv::Mat& noise_var_map,
                          const LowLightParams& p, const std::function<cv::Mat(const cv::Mat&)>& gain_at);
 

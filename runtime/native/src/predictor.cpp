@@ -201,11 +201,11 @@ cv::Mat LowLightEnhancer::postprocess(const cv::Mat& frame, const cv::Mat& out) 
     return res;
   }
   const double sigma = estimate_noise(grey);
-  cv::Mat f;
-  cv::multiply(frame, cv::Scalar::all(1.0 / 255.0), f, 1.0, CV_32F);
+  cv::Mat f = frame;  // denoise: the uint8 frame goes to half resolution directly (lowlight.cpp half_frame)
   double var = sigma * sigma;
   cv::Mat var_map;
   if (p_.mode == "temporal") {
+    cv::multiply(frame, cv::Scalar::all(1.0 / 255.0), f, 1.0, CV_32F);
     cv::Mat v;
     f = temporal_.update(f, sigma, v);
     var_map = v * static_cast<float>(sigma * sigma);

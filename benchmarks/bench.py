@@ -287,8 +287,9 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
                     results.append(row)
                     samples[row["name"]] = per_frame
                     log(_line(row))
-                    if native is not None:
-                        nrow, nper = native_row(e2e_cfg, native, onnx["task-vector"], row, macs["task-vector"], log)
+                    for spin in (False, True) if native is not None else ():  # default, then like Python's session
+                        nrow, nper = native_row(e2e_cfg, native, onnx["task-vector"], row, macs["task-vector"], log,
+                                                spin=spin)
                         results.append(nrow)
                         samples[nrow["name"]] = nper
                         log(_line(nrow))

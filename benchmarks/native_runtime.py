@@ -48,7 +48,7 @@ def materialise_source(uri: str, task: str, workdir: Path) -> str:
 
 
 def native_end_to_end(binary: Path, onnx: Path, task: str, source: str, frames: int, warmup: int,
-                      rect: tuple[int, int, int, int] | None, transfer: str | None,
+                      rect: tuple[int, int, int, int] | None, transfer: str | None, spin: bool = False,
                       log: Callable[[str], None] = print, timeout: float = 1800) -> tuple[dict, np.ndarray]:
     """Run ``tvrun-native`` headless on ``source`` (looped to ``frames``) → (row fields, per-frame ms)."""
     with tempfile.TemporaryDirectory(prefix="tvbench-native-") as tmp:
@@ -59,7 +59,9 @@ def native_end_to_end(binary: Path, onnx: Path, task: str, source: str, frames: 
             cmd += ["--mask-rect", ",".join(map(str, rect))]
         if transfer is not None:
             cmd += ["--transfer", transfer]
-        log(f"end-to-end: tvrun-native on {source}, {frames} frames…")
+        if spin:
+            cmd.append("--ort-spin")
+        log(f"end-to-end: tvrun-native{' --ort-spin' if spin else ''} on {source}, {frames} frames…")
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if r.returncode != 0:
             err = (r.stderr.strip().splitlines() or ["no message"])[-1]
@@ -70,9 +72,10 @@ def native_end_to_end(binary: Path, onnx: Path, task: str, source: str, frames: 
 
 
 def native_row(cfg, binary: Path, onnx: Path, python_row: dict, gmac_frame: float | None,
-               log) -> tuple[dict, np.ndarray]:
+               log, spin: bool = False) -> tuple[dict, np.ndarray]:
     """tvrun-native on the Python row's clip, graph and backend (ONNX Runtime CPU, fp32): a
-    tvbench end-to-end row; both rows get ``overhead_ms_per_frame``."""
+    tvbench end-to-end row; both rows get ``overhead_ms_per_frame``. ``spin``: ONNX Runtime's
+    threads spin-wait between runs, as in the Python runtime's session (tvrun-native --ort-spin)."""
     from benchmarks.bench import _row
     from benchmarks.graph_runners import Runner
     from taskvec.errors import UserError
@@ -81,11 +84,11 @@ def native_row(cfg, binary: Path, onnx: Path, python_row: dict, gmac_frame: floa
     rect = (w * 5 // 12, h * 5 // 12, max(8, w // 6), max(8, h // 6)) if cfg.task == "inpainting" else None
     try:
         stats, per_frame = native_end_to_end(binary, onnx, cfg.task, cfg.source, cfg.frames, cfg.warmup, rect,
-                                             cfg.transfer if cfg.task == "lowlight" else None, log)
+                                             cfg.transfer if cfg.task == "lowlight" else None, spin, log)
     except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
         raise UserError(f"end-to-end run of {binary}: {e}") from None
-    runner = Runner(lambda: None, "steady_clock", f"tvrun-native {stats['backend']}")
-    row = _row(cfg, "onnxruntime-native", runner, "task-vector", "fp32", 1, per_frame, gmac_frame, None,
+    runner = Runner(lambda: None, "steady_clock", f"tvrun-native{' --ort-spin' if spin else ''} {stats['backend']}")
+    row = _row(cfg, "onnxruntime-native-spin" if spin else "onnxruntime-native", runner, "task-vector", "fp32", 1, per_frame, gmac_frame, None,
                scope="end-to-end")
     row.update(fps=round(stats["fps"], 2), stages_ms={k: {q: round(v, 3) for q, v in s.items()}
                                                      for k, s in stats["stages_ms"].items()},
@@ -98,11 +101,14 @@ def native_row(cfg, binary: Path, onnx: Path, python_row: dict, gmac_frame: floa
 
 def native_ratios(results: list[dict]) -> dict[str, float]:
     """Per-frame overhead (all but the graph call) and end-to-end FPS, tvrun-native vs tvrun."""
-    nat = next((r for r in results if r["backend"] == "onnxruntime-native"), None)
     py = next((r for r in results if r["backend"] == "onnxruntime" and r.get("scope") == "end-to-end"
                and r["precision"] == "fp32"), None)
-    if nat is None or py is None or not nat.get("overhead_ms_per_frame") or not py.get("overhead_ms_per_frame"):
-        return {}
-    return {"end-to-end overhead per frame (all but the graph call): tvrun-native / tvrun, onnxruntime fp32":
-            round(nat["overhead_ms_per_frame"] / py["overhead_ms_per_frame"], 4),
-            "end-to-end FPS: tvrun-native / tvrun, onnxruntime fp32": round(nat["fps"] / py["fps"], 4)}
+    out: dict[str, float] = {}
+    for backend, label in (("onnxruntime-native", "tvrun-native"), ("onnxruntime-native-spin", "tvrun-native --ort-spin")):
+        nat = next((r for r in results if r["backend"] == backend), None)
+        if nat is None or py is None or not nat.get("overhead_ms_per_frame") or not py.get("overhead_ms_per_frame"):
+            continue
+        out[f"end-to-end overhead per frame (all but the graph call): {label} / tvrun, onnxruntime fp32"] = round(
+            nat["overhead_ms_per_frame"] / py["overhead_ms_per_frame"], 4)
+        out[f"end-to-end FPS: {label} / tvrun, onnxruntime fp32"] = round(nat["fps"] / py["fps"], 4)
+    return out

@@ -6,6 +6,7 @@
 #include <NvInfer.h>
 #include <cuda_runtime_api.h>
 
+#include <cctype>
 #include <fstream>
 #include <iterator>
 #include <vector>

@@ -289,3 +289,29 @@ def test_output_folders_are_created_and_a_mask_file_works(tmp_path, graphs, fram
         n += 1
     assert n == 2
     nothing_written(tmp_path)
+
+
+def _bomb_png(path: Path, side: int) -> Path:
+    """A valid 1-bit PNG of side×side pixels that deflates to a few kB (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    row = b"\x00" * (1 + (side + 7) // 8)
+    comp = zlib.compressobj(9)
+    data = b"".join(comp.compress(row * 1000) for _ in range(side // 1000)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+    return path
+
+
+def test_source_folder_with_a_decompression_bomb(tmp_path, graphs):
+    d = tmp_path / "frames"
+    d.mkdir()
+    _bomb_png(d / "f0.png", 12000)  # 144 MP, above the 40 MP limit the Python runtime also uses
+    r = native("--source", d, "--task", "lowlight", "--onnx", graphs["lowlight"], "--headless",
+               "--output", tmp_path / "o.mp4")
+    assert_one_error_line(r, 2, "144.0 MP")
+    nothing_written(tmp_path, "o.mp4")

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -164,6 +165,55 @@ bool truncated_image(const std::string& path) {
 
 namespace {
 
+// Width × height from a PNG's IHDR or a JPEG's SOFn marker, without decoding; {0, 0} if unknown.
+std::pair<long, long> header_size(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  unsigned char h[26] = {};
+  f.read(reinterpret_cast<char*>(h), 26);
+  auto be = [](const unsigned char* p, int n) {
+    long v = 0;
+    for (int i = 0; i < n; ++i) v = (v << 8) | p[i];
+    return v;
+  };
+  if (f.gcount() >= 24 && std::memcmp(h, "\x89PNG", 4) == 0) return {be(h + 16, 4), be(h + 20, 4)};
+  if (f.gcount() < 4 || h[0] != 0xFF || h[1] != 0xD8) return {0, 0};
+  f.clear();
+  f.seekg(2);
+  unsigned char m[9];
+  while (f.read(reinterpret_cast<char*>(m), 4) && m[0] == 0xFF) {
+    const int marker = m[1];
+    const long len = be(m + 2, 2);
+    if (marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC) {
+      if (!f.read(reinterpret_cast<char*>(m), 5)) break;
+      return {be(m + 3, 2), be(m + 1, 2)};
+    }
+    f.seekg(len - 2, std::ios::cur);
+  }
+  return {0, 0};
+}
+
+}  // namespace
+
+double max_megapixels() {
+  const char* env = std::getenv("TASKVEC_MAX_PIXELS");
+  const double mp = env ? std::atof(env) : 0.0;
+  return mp > 0 ? mp : 40.0;  // taskvec/imageio.py DEFAULT_MAX_PIXELS
+}
+
+void check_image_file(const std::string& path) {
+  if (truncated_image(path)) throw RunError("cannot decode " + path + ": the file is truncated");
+  const auto [w, h] = header_size(path);
+  const double mp = static_cast<double>(w) * static_cast<double>(h) / 1e6;
+  if (mp > max_megapixels()) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, ": %ldx%ld is %.1f MP, above the %g MP limit; raise it with TASKVEC_MAX_PIXELS=MP", w,
+                  h, mp, max_megapixels());
+    throw RunError("cannot decode " + path + buf);
+  }
+}
+
+namespace {
+
 class ImageFolderSource final : public Source {
  public:
   ImageFolderSource(const SourceSpec& s, bool loop) : loop_(loop) {
@@ -189,8 +239,11 @@ class ImageFolderSource final : public Source {
     if (files_.empty())
       throw UserError("cannot open " + spec.describe() +
                       ": no images found (looked for .bmp, .jpeg, .jpg, .pgm, .png, .ppm, .tif, .tiff, .webp)");
-    cv::Mat first = load(files_[0]);
-    size = first.size();
+    try {
+      size = load(files_[0]).size();
+    } catch (const RunError& e) {
+      throw UserError(e.what());  // the first image decides whether the source opens at all: bad input
+    }
   }
   cv::Mat read() override {
     if (pos_ >= files_.size()) {
@@ -203,14 +256,14 @@ class ImageFolderSource final : public Source {
 
  private:
   static cv::Mat load(const std::string& path) {
-    if (truncated_image(path)) throw RunError("cannot decode " + path + ": the file is truncated");
+    check_image_file(path);
     cv::Mat img;
     try {
       img = cv::imread(path, cv::IMREAD_COLOR);
     } catch (const cv::Exception&) {
       img.release();
     }
-    if (img.empty()) throw RunError("cannot decode " + path + " (truncated, too large or not an image)");
+    if (img.empty()) throw RunError("cannot decode " + path + " (not an image OpenCV reads)");
     return img;
   }
   std::vector<std::string> files_;

@@ -85,6 +85,10 @@ class Sink {
 
 /// A .png without its IEND chunk or a .jpg without its EOI marker (refused before decoding).
 bool truncated_image(const std::string& path);
+/// The image pixel limit in megapixels: TASKVEC_MAX_PIXELS, else 40 (as taskvec/imageio.py).
+double max_megapixels();
+/// Refuse (RunError) a truncated image or one whose header says it is above max_megapixels().
+void check_image_file(const std::string& path);
 /// mkdir -p.
 void make_dirs(const std::string& folder);
 

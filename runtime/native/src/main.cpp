@@ -215,11 +215,14 @@ int run(const Options& o) {
   cv::Mat hole;
   if (o.mask) {
     try {
-      if (!truncated_image(*o.mask)) hole = cv::imread(*o.mask, cv::IMREAD_GRAYSCALE);
+      check_image_file(*o.mask);
+      hole = cv::imread(*o.mask, cv::IMREAD_GRAYSCALE);
+    } catch (const RunError& e) {
+      throw UserError("cannot read mask: " + std::string(e.what()));
     } catch (const cv::Exception&) {
       hole.release();
     }
-    if (hole.empty()) throw UserError("cannot read mask " + *o.mask + " (missing, truncated, too large or not an image)");
+    if (hole.empty()) throw UserError("cannot read mask " + *o.mask + " (missing or not an image)");
     hole = hole > 127;
   }
   const SourceSpec spec = parse_source(o.camera ? *o.camera : *o.source);
@@ -320,15 +323,6 @@ int run(const Options& o) {
   return 0;
 }
 
-/// OpenCV's own decoder limit, set to the Python runtime's (taskvec/imageio.py: 40 MP,
-/// TASKVEC_MAX_PIXELS megapixels) unless the user set CV_IO_MAX_IMAGE_PIXELS.
-void limit_image_size() {
-  if (std::getenv("CV_IO_MAX_IMAGE_PIXELS")) return;
-  double mp = 40.0;
-  if (const char* env = std::getenv("TASKVEC_MAX_PIXELS")) mp = std::atof(env) > 0 ? std::atof(env) : mp;
-  ::setenv("CV_IO_MAX_IMAGE_PIXELS", std::to_string(static_cast<long long>(mp * 1e6)).c_str(), 1);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -337,7 +331,6 @@ int main(int argc, char** argv) {
   // its buffers for the same reason, runtime/guided.py reuse_buffer).
   mallopt(M_MMAP_THRESHOLD, 256 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
-  limit_image_size();
   // stderr carries the one `error:` line: OpenCV's and FFmpeg's own logging stays quiet unless asked for
   ::setenv("OPENCV_FFMPEG_LOGLEVEL", "-8", 0);
   if (!std::getenv("OPENCV_LOG_LEVEL")) cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);

@@ -33,7 +33,8 @@ inline int reflect(int i, int n) {
 // Direct sums (2r+1 terms per pass, no running sum that could drift), contiguous so they vectorise.
 void box_multi(const std::vector<float>& src, std::vector<float>& dst, int rows, int cols, int k, int r) {
   const size_t row_len = static_cast<size_t>(cols) * static_cast<size_t>(k);
-  std::vector<float> col(row_len);
+  thread_local std::vector<float> col;  // buffers live across frames: no zero fill, no page faults
+  col.resize(row_len);
   const float norm = 1.0f / static_cast<float>((2 * r + 1) * (2 * r + 1));
   dst.resize(src.size());
   for (int y = 0; y < rows; ++y) {
@@ -75,7 +76,8 @@ void guided_coefficients(const cv::Mat& guide, const cv::Mat& p, int r, const cv
   CV_Assert(guide.channels() == 1 && guide.depth() == CV_32F && p.depth() == CV_32F && guide.size() == p.size());
   const int rows = guide.rows, cols = guide.cols, c = p.channels(), k = 2 + 2 * c;
   // one pass of window means over [I, I², p_0..p_c-1, I·p_0..I·p_c-1] …
-  std::vector<float> in(static_cast<size_t>(rows) * cols * k), mean;
+  thread_local std::vector<float> in, mean, ab, ab_mean;  // reused across frames (same sizes every frame)
+  in.resize(static_cast<size_t>(rows) * cols * k);
   for (int y = 0; y < rows; ++y) {
     const float* g = guide.ptr<float>(y);
     const float* pp = p.ptr<float>(y);
@@ -92,7 +94,7 @@ void guided_coefficients(const cv::Mat& guide, const cv::Mat& p, int r, const cv
   box_multi(in, mean, rows, cols, k, r);
   // … the per-window coefficients a = cov(I,p)/(var(I)+eps), b = mean(p) − a·mean(I) …
   const int k2 = 2 * c;
-  std::vector<float> ab(static_cast<size_t>(rows) * cols * k2), ab_mean;
+  ab.resize(static_cast<size_t>(rows) * cols * k2);
   for (int y = 0; y < rows; ++y) {
     const float* m = &mean[static_cast<size_t>(y) * cols * k];
     const float* e = eps_map.empty() ? nullptr : eps_map.ptr<float>(y);

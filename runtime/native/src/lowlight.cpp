@@ -102,10 +102,8 @@ cv::Mat half_frame(const cv::Mat& frame) {
       const uint8_t* r0 = frame.ptr<uint8_t>(2 * y);
       const uint8_t* r1 = frame.ptr<uint8_t>(2 * y + 1);
       float* o = small.ptr<float>(y);
-      for (int x = 0; x < hw.width * 3; ++x) {
-        const int i = (x / 3) * 6 + x % 3;
-        o[x] = ((r0[i] * k + r0[i + 3] * k) + (r1[i] * k + r1[i + 3] * k)) * 0.25f;
-      }
+      for (int x = 0; x < hw.width; ++x, o += 3, r0 += 6, r1 += 6)
+        for (int c = 0; c < 3; ++c) o[c] = ((r0[c] * k + r0[c + 3] * k) + (r1[c] * k + r1[c + 3] * k)) * 0.25f;
     }
     return small;
   }
@@ -146,7 +144,10 @@ cv::Mat apply_coefficients_u8(const cv::Mat& a, const cv::Mat& b, const cv::Mat&
     const float* pb = big_b.ptr<float>(y);
     const float* g = grey.ptr<float>(y);
     uint8_t* o = out.ptr<uint8_t>(y);
-    for (int x = 0; x < grey.cols * 3; ++x) o[x] = cv::saturate_cast<uint8_t>(pa[x] * g[x / 3] * sc + pb[x]);
+    for (int x = 0; x < grey.cols; ++x, pa += 3, pb += 3, o += 3) {
+      const float gs = g[x] * sc;
+      for (int c = 0; c < 3; ++c) o[c] = cv::saturate_cast<uint8_t>(pa[c] * gs + pb[c]);
+    }
   }
   return out;
 }
@@ -183,7 +184,8 @@ cv::Mat denoise_and_gain(const cv::Mat& frame, const cv::Mat& grey, double noise
   cv::cvtColor(denoised, denoised_grey, cv::COLOR_BGR2GRAY);
   cv::Mat gain = gain_at(denoised_grey);
   if (gain.channels() == 1) gain = replicate(gain, 3);
-  return apply_coefficients_u8(a.mul(gain), b.mul(gain), detail_luma(grey, noise_var, noise_var_map, p), 255.0);
+  cv::Mat out = apply_coefficients_u8(a.mul(gain), b.mul(gain), detail_luma(grey, noise_var, noise_var_map, p), 255.0);
+  return out;
 }
 
 cv::Mat TemporalFilter::update(const cv::Mat& frame, double sigma, cv::Mat& var) {

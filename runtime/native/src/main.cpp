@@ -34,7 +34,7 @@ const char* kHelp = R"(usage: tvrun-native (--camera N | --source URI) --task lo
                     [--headless] [--output PATH] [--frames N] [--loop] [--stats JSON]
                     [--mask FILE | --mask-rect x,y,w,h] [--tiles RxC] [--gain luma|rgb]
                     [--transfer denoise|temporal|gain] [--noise-k K] [--guide-blur PX] [--lift LO,HI]
-                    [--temporal-alpha A] [--overlay] [--threads N] [--ort-spin] [--warmup N]
+                    [--temporal-alpha A] [--overlay] [--threads N] [--ort-spin] [--cv-threads N] [--warmup N]
 
 The native tvrun: runs a graph exported by tvexport (its JSON sidecar gives the task, the I/O
 names and the cell size) on every frame of a camera, a stream, a video file or an image folder.
@@ -60,6 +60,7 @@ names and the cell size) on every frame of a camera, a stream, a video file or a
   --threads N         ONNX Runtime intra-op threads [one per core]
   --ort-spin          let ONNX Runtime's threads spin-wait between runs (its default; off here because the
                       frame's pre/postprocess needs the same cores right after each graph call)
+  --cv-threads N      OpenCV's worker threads for the pre/postprocessing [OpenCV's default]
   --warmup N          run the graph N times on a blank batch before the first frame (benchmarks)
 
 Examples:
@@ -74,7 +75,7 @@ struct Options {
   std::optional<double> noise_k, guide_blur, temporal_alpha;
   bool headless = false, loop = false, overlay = false, ort_spin = false;
   long frames = 0;
-  int threads = 0, warmup = 0;
+  int threads = 0, warmup = 0, cv_threads = -1;
 };
 
 double to_number(const std::string& opt, const std::string& v) {
@@ -124,6 +125,8 @@ Options parse_args(int argc, char** argv) {
       const double f = to_number(k, val());
       if (f < 1 || f != static_cast<long>(f)) throw UserError("--frames must be a positive integer");
       o.frames = static_cast<long>(f);
+    } else if (k == "--cv-threads") {
+      o.cv_threads = static_cast<int>(to_number(k, val()));
     } else if (k == "--warmup") {
       o.warmup = static_cast<int>(to_number(k, val()));
     } else if (k == "--threads") {
@@ -225,6 +228,7 @@ int run(const Options& o) {
     if (hole.empty()) throw UserError("cannot read mask " + *o.mask + " (missing or not an image)");
     hole = hole > 127;
   }
+  if (o.cv_threads >= 0) cv::setNumThreads(o.cv_threads);
   const SourceSpec spec = parse_source(o.camera ? *o.camera : *o.source);
   std::unique_ptr<Backend> backend = o.onnx ? open_onnx(*o.onnx, o.task, o.threads, o.ort_spin) : open_engine(*o.engine, o.task);
   std::unique_ptr<Source> src = open_source(spec, o.loop);

@@ -126,7 +126,7 @@ def clean_frames(photos: str, frames: int, size: tuple[int, int], seed: int = 0,
     if photos not in PHOTO_SETS:
         raise UserError(f"unknown --photos {photos!r}; choose from {', '.join(PHOTO_SETS)}")
     if photos == "bank-val":
-        from taskvec.bank import bank_photos
+        from taskvec.data.bank import bank_photos
 
         return list(sample_frames(frames, size, seed, photos=list(bank_photos(bank, "val").values())))
     return list(sample_frames(frames, size, seed, photos))

@@ -95,7 +95,7 @@ def sample_frames(frames: int = 120, size: tuple[int, int] = (640, 480), seed: i
                   photos: list[np.ndarray] | None = None):
     """The clean frames of the demo clip (uint8 HxWx3 BGR), one by one: a slow pan and zoom
     across each photo of ``split`` in turn (``val``: the held-out photos), or of ``photos``
-    (uint8 BGR, e.g. :func:`taskvec.bank.bank_photos`) when given."""
+    (uint8 BGR, e.g. :func:`taskvec.data.bank.bank_photos`) when given."""
     w, h = int(size[0]), int(size[1])
     photos = _photos_bgr(split) if photos is None else list(photos)
     if not photos:

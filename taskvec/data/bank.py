@@ -74,7 +74,7 @@ def bank_photos(folder: str | Path, split: Split, max_side: int = 512) -> dict[s
     """The wallpapers of ``split`` as uint8 HxWx3 BGR photos, longer side shrunk to ≤ ``max_side``
     (area), keyed by their path in the bank: the frames' source for clips of a bank split
     (``benchmarks.lowlight_quality --photos bank-val``). Same size as the packaged photos."""
-    from taskvec.fetch import _fit
+    from taskvec.data.fetch import _fit
 
     folder = Path(folder)
     entries = sorted((e for e in read_manifest(folder) if e.split == split and e.kind == "wallpaper"),

@@ -63,10 +63,10 @@ def graphs(tmp_path_factory) -> dict[str, Path]:
     import torch
 
     from export.onnx_export import export_task
-    from taskvec.checkpoint import load_model, model_fingerprint
-    from taskvec.model import BlockId
-    from taskvec.sites import Site
-    from taskvec.taskvector import TaskVector
+    from taskvec.model.checkpoint import load_model, model_fingerprint
+    from taskvec.model.mae_vqgan import BlockId
+    from taskvec.vectors.sites import Site
+    from taskvec.vectors.taskvector import TaskVector
 
     model = load_model("tiny")
     out = tmp_path_factory.mktemp("native-graphs")

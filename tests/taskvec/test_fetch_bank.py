@@ -175,7 +175,7 @@ def test_packed_bank_loads_like_the_folder(bank, tmp_path):
 
 def test_bank_photos_are_the_split_only_and_feed_the_lowlight_benchmark(bank, tmp_path):
     from benchmarks.lowlight_quality import clean_frames
-    from taskvec.bank import bank_photos
+    from taskvec.data.bank import bank_photos
 
     out, entries, _ = bank
     val = bank_photos(out, "val")

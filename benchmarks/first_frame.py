@@ -68,6 +68,9 @@ def cached_graph(cache: str | None) -> str | None:
 
 
 def measure(runs: int = 5, cache_dir: str | None = None) -> dict:
+    from benchmarks.stats import host_load_warnings, load_average
+
+    load_start = load_average()
     env = dict(os.environ)
     if cache_dir:
         env["XDG_CACHE_HOME"] = cache_dir
@@ -85,6 +88,9 @@ def measure(runs: int = 5, cache_dir: str | None = None) -> dict:
     wall_med = statistics.median(r["wall_s"] for r in rows)
     from benchmarks.env import capture_environment
 
+    load_end = load_average()
+    environment = capture_environment()
+    environment["host_load_average"] = {"start": load_start, "end": load_end}
     return {
         "benchmark": "first_frame",
         "command": "tvrun " + " ".join(COMMAND),
@@ -97,7 +103,8 @@ def measure(runs: int = 5, cache_dir: str | None = None) -> dict:
         "floor": {"what": "fresh python: import onnxruntime, cv2 + open the cached graph (CPU provider)",
                   "wall_s_median": round(statistics.median(floors), 3) if floors else None},
         "torch_imported": None,  # filled by main from a probe (runtime paths that still import torch)
-        "environment": capture_environment(),
+        "warnings": host_load_warnings(load_start, load_end),
+        "environment": environment,
     }
 
 
@@ -114,6 +121,9 @@ def to_markdown(report: dict) -> str:
         "| phase | median ms |",
         "|---|---:|",
     ]
+    load = report["environment"].get("host_load_average") or {}
+    lines[2:2] = [f"Host load average (1/5/15 min) at start {load.get('start')}, at end {load.get('end')}.", ""]
+    lines[2:2] = [f"> **Warning:** {x}." for x in report.get("warnings", [])] + ([""] if report.get("warnings") else [])
     lines += [f"| {k} | {v:.0f} |" for k, v in w["startup_ms_median"].items()]
     lines += ["", f"torch imported on this path: {report['torch_imported']}", ""]
     return "\n".join(lines)

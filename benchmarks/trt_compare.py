@@ -99,7 +99,9 @@ def main(argv: list[str] | None = None) -> None:
             tv = random_taskvector(model, args.task) if args.taskvec == "random" else args.taskvec
             onnx_path = export_task(args.task, model, tv, out, log=print).onnx_path
         if not trt.tensorrt_available():
-            print(trt.trtexec_hint(onnx_path, args.precision[0], max(args.batch, 8)))
+            from export.trtexec import trtexec_hint
+
+            print(trtexec_hint(onnx_path, args.precision[0], max(args.batch, 8)))
             print(f"error: TensorRT is not installed ({trt.INSTALL_HINT})", file=sys.stderr)
             sys.exit(3)
         result = compare(onnx_path, args.precision, args.batch, args.iters, out)

@@ -48,12 +48,15 @@ from taskvec.geometry import DECODE_KINDS
 @click.option("--variant", type=click.Choice(get_args(Variant)), default="paper", show_default=True,
               help="which shipped task vector when --taskvec is not given: searched on the paper's task or the "
                    "realistic one (low-light: gamma, gain, sensor noise — what tvrun uses on live video)")
+@click.option("--no-slim", is_flag=True, help="leave the graph as traced (no onnxslim simplification; for debugging)")
 @click.option("--trt-version", "trt_target", type=click.Choice(["10", "11"]), default="10", show_default=True,
               help="without TensorRT here: the TensorRT major the printed trtexec line targets (11.x has no "
                    "precision flags: fp16 is built from the FP16 graph written beside the ONNX file)")
+@click.option("--example", default=None, metavar="NAME",
+              help="pairs task, --graph in-context: the pair baked into the graph (default: its first train pair)")
 @cli_errors
 def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max, decode, halo, no_check, variant,
-         trt_target) -> None:
+         trt_target, no_slim, example) -> None:
     """Export TASK's graph to OUT/TASK.onnx + OUT/TASK.json (in-context/switchable:
     OUT/TASK.<graph>.onnx), check it against PyTorch, and optionally build a TensorRT engine
     OUT/TASK.trt<version>.<gpu>.<precision>.engine.
@@ -70,12 +73,15 @@ def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max
       tvexport --task inpainting
       tvexport --task lowlight --engine --precision fp16 --batch-max 4
       tvexport --task lowlight --graph switchable --out exported/
+      tvexport --task pairs:my_pairs --taskvec my_pairs.safetensors
+      tvexport --task pairs:my_pairs --graph in-context      (bakes one example pair)
     """
     from export.onnx_export import export_task
 
     t0 = time.perf_counter()
     result = export_task(task, model=model, taskvec=taskvec_file, out_dir=out_dir, graph=graph,
-                         check=not no_check, decode=decode, halo=halo, log=click.echo, variant=variant)
+                         check=not no_check, decode=decode, halo=halo, log=click.echo, variant=variant,
+                         example=example, slim=not no_slim)
     click.echo(result.summary())
     if not engine:
         click.echo(f"done in {time.perf_counter() - t0:.1f} s")
@@ -83,8 +89,10 @@ def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max
     from export import trt
 
     if not trt.tensorrt_available():
-        plan = trt.trtexec_plan(result.onnx_path, precision, batch_max, trt_version=trt_target)
-        trt.write_trtexec_inputs(plan, result.onnx_path)
+        from export.trtexec import trtexec_plan, write_trtexec_inputs
+
+        plan = trtexec_plan(result.onnx_path, precision, batch_max, trt_version=trt_target)
+        write_trtexec_inputs(plan, result.onnx_path)
         click.echo(f"# trtexec for TensorRT {plan.major}.x" + "".join(f"; {n}" for n in plan.notes) + ":")
         click.echo(plan.line)
         print(f"error: TensorRT is not installed here ({trt.INSTALL_HINT}); {result.onnx_path.name} was written, "

@@ -162,6 +162,27 @@ def _is_shape_index(graph: onnx.GraphProto, node: onnx.NodeProto) -> bool:
     return found
 
 
+def simplify(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict]:
+    """The traced graph made lean by onnxslim (constant folding, shape-arithmetic removal,
+    dead-code elimination), with the ``tv/…`` patch nodes and their constants checked to
+    have survived by name and count. Returns (graph, {"tool", "nodes_before", "nodes_after",
+    "constant_before", "shape_before", …})."""
+    import onnxslim
+
+    before = op_counts(model)
+    patches = patch_node_counts(model)
+    lean = onnxslim.slim(model)
+    if not isinstance(lean, onnx.ModelProto):  # a failed slim returns None or the input
+        raise UserError("export: onnxslim could not simplify the graph")
+    after = op_counts(lean)
+    if patch_node_counts(lean) != patches:
+        raise UserError("export: simplifying the graph changed its tv/… patch nodes")
+    return lean, {"tool": f"onnxslim {getattr(onnxslim, '__version__', '?')}",
+                  "nodes_before": sum(before.values()), "nodes_after": sum(after.values()),
+                  "constant_before": before.get("Constant", 0), "constant_after": after.get("Constant", 0),
+                  "shape_before": before.get("Shape", 0), "shape_after": after.get("Shape", 0)}
+
+
 def op_counts(model: onnx.ModelProto) -> Counter:
     return Counter(n.op_type for n in model.graph.node)
 

@@ -101,7 +101,8 @@ class GraphRequest:
         if self.task is not None and meta.task != self.task:
             raise UserError(f"{where} is the {meta.task!r} graph, not {self.task!r}; export one with "
                             f"`tvexport --task {self.task}`")
-        if self.graph is not None and meta.graph != self.graph:
+        runnable = self.graph == "task" and meta.baked  # a baked in-context graph runs like a task graph
+        if self.graph is not None and meta.graph != self.graph and not runnable:
             raise UserError(f"{where} is a {meta.graph} graph, not a {self.graph} graph (tvexport --graph {self.graph})")
         if self.model_fingerprint is not None and meta.model_fingerprint != self.model_fingerprint:
             raise UserError(f"{where} was exported from model {meta.model_name or meta.model} "
@@ -175,7 +176,7 @@ def load_graph_metadata(path: PathLike, request: GraphRequest | None = None, *, 
             raise UserError(f"{path}: the graph changed after export (its digest does not match {sidecar_path(path).name})")
     model = onnx.load(str(path), load_external_data=weights)
     check_graph_io(model, meta, str(path))
-    if meta.graph == "task":
+    if meta.graph == "task" or meta.baked:
         found = {b for b, c in patch_node_counts(model).items() if c.get("Mul") == 1 and c.get("Add") == 1}
         if set(meta.patched_blocks) != found:
             raise UserError(f"{path}: patch nodes ({len(found)} blocks) do not match its metadata "

@@ -1,11 +1,17 @@
 """Export one task's graph to ONNX: build the wrapper, trace, name the patch nodes,
 write metadata, check against PyTorch, write ``DIR/T.onnx`` + ``DIR/T.json`` atomically.
 
-Exporter: the TorchScript exporter (``dynamo=False``) at opset 17. It writes each
-LayerNorm as one ``LayerNormalization`` node, keeps the task-vector buffers as named
-initializers feeding one Mul and one Add, takes ``dynamic_axes`` for the batch, and
-exports ``tiny`` in about 3 s on two CPU cores (the dynamo exporter emits opset 18 and
-needs a version conversion, and is several times slower here).
+Exporter: the TorchScript exporter (``dynamo=False``) at opset 17, then onnxslim
+(:func:`export.graph_edit.simplify`). It writes each LayerNorm as one
+``LayerNormalization`` node, keeps the task-vector buffers as named initializers feeding
+one Mul and one Add, takes ``dynamic_axes`` for the batch, and traces ``tiny`` in about
+4 s on two CPU cores. ``torch.onnx.export(dynamo=True)`` was measured on the same graph
+(``benchmarks/exporter_compare.py``, README "Export"): the same semantics (parity,
+LayerNorm nodes, patch initializers, dynamic batch; 381 vs 385 nodes after onnxslim) but
+about 8× slower to export (31 s vs 3.8 s on two busy cores), which tvrun's export on first
+use and the test suite's few dozen exports would pay — so the TorchScript exporter stays,
+its deprecation warning passed on to the user (``log``, the sidecar's
+``exporter.deprecations``), not silenced.
 
 Large models (``vit_large``: ≈1.5 GB of weights in the graph) are written with external
 data — ``T.onnx`` + ``T.onnx.data`` — once the weights pass :data:`EXTERNAL_DATA_BYTES`.
@@ -33,14 +39,17 @@ from export import graph_edit as E
 from export.metadata import write_props
 from export.spec import (FLOAT_OUTPUT, GRAPH_KINDS, OPSET, PRODUCER, SPEC, GraphKind, GraphMetadata, onnx_filename,
                          patch_name)
-from export.wrapper import InContextGraph, SwitchableGraph, ZeroShotGraph, identity_patch
+from export.wrapper import BakedExampleGraph, InContextGraph, SwitchableGraph, ZeroShotGraph, identity_patch
 from taskvec import geometry as G
 from taskvec.model.checkpoint import DEFAULT_MODEL, model_fingerprint
 from taskvec.errors import UserError, publish
 from taskvec.model.mae_vqgan import MaeVQGAN
+from taskvec.data.pairs import PairsTask, task_identity
+from taskvec.data.tasks import get_task
 from taskvec.vectors.resolved import ResolvedTask, resolve_task
 
 EXTERNAL_DATA_BYTES = 1 << 30  # weights above 1 GiB go to T.onnx.data
+SLIM_MAX_BYTES = EXTERNAL_DATA_BYTES  # graphs with more weights are left as traced (see export_task)
 PRODUCER_VERSION = "0.1.0"
 EXAMPLE_BATCH = 2
 
@@ -59,6 +68,7 @@ class ExportResult:
     seconds: float
     decode_comparison: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    simplified: dict[str, Any] | None = None
 
     def summary(self) -> str:
         extra = f" + {self.data_path.name}" if self.data_path else ""
@@ -123,10 +133,12 @@ def random_taskvector(model: MaeVQGAN, task: str, every: int = 3, seed: int = 0)
 # Export
 
 
-def _module_and_args(graph: str, model: MaeVQGAN, tv, decode: G.DecodeKind, halo: int):
+def _module_and_args(graph: str, model: MaeVQGAN, tv, decode: G.DecodeKind, halo: int, example=None):
     img = torch.zeros(EXAMPLE_BATCH, SPEC.height, SPEC.width, SPEC.channels, dtype=torch.uint8)
     if graph == "task":
         return ZeroShotGraph(model, tv.mul, tv.add, decode=decode, halo=halo), (img,), []
+    if graph == "in-context" and example is not None:
+        return BakedExampleGraph(model, example[0], example[1], decode=decode, halo=halo), (img,), []
     if graph == "in-context":
         return InContextGraph(model, decode=decode, halo=halo), (img, img, img), []
     feeds = switch_feeds(model, tv)
@@ -157,20 +169,34 @@ def _repeat_interleave(g, x, repeats, dim, output_size=None):
     return g.op("Reshape", y, g.op("Concat", *parts, axis_i=0))
 
 
-def _trace(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], dynamic: list[str]) -> None:
-    """TorchScript export at :data:`OPSET` with a dynamic batch on ``dynamic`` inputs."""
+def _trace(module: torch.nn.Module, args: tuple, path: Path, inputs: list[str], dynamic: list[str]) -> list[str]:
+    """TorchScript export at :data:`OPSET` with a dynamic batch on ``dynamic`` inputs.
+    Returns the exporter's deprecation warnings (one line each) for the caller to show:
+    only the tracer's known-harmless warnings (Python booleans and ``torch.tensor`` constants
+    in the trace, the Slice constant-folding note) are filtered."""
     outputs = [SPEC.output_name, FLOAT_OUTPUT]
     axes = {n: {0: SPEC.batch_dim} for n in [*dynamic, *outputs]}
     torch.onnx.register_custom_op_symbolic("aten::repeat_interleave", _repeat_interleave, OPSET)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+            warnings.simplefilter("always")
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
             torch.onnx.export(
                 module, args, str(path), dynamo=False, opset_version=OPSET, input_names=inputs,
                 output_names=outputs, dynamic_axes=axes, do_constant_folding=True,
             )
     finally:
         torch.onnx.unregister_custom_op_symbolic("aten::repeat_interleave", OPSET)
+    seen: list[str] = []
+    for w in caught:
+        if issubclass(w.category, (DeprecationWarning, FutureWarning)):
+            line = " ".join(str(w.message).split())[:240]
+            if line not in seen:
+                seen.append(line)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)  # not ours to hide
+    return seen
 
 
 def _save(model: onnx.ModelProto, path: Path, external: bool) -> Path | None:
@@ -245,7 +271,8 @@ class ExportRequest:
     ``halo`` context tokens; ``full``: the whole canvas, the reference's answer) — its pixel
     difference from ``full`` and the MACs of each are measured and written to the sidecar.
     Defaults: ``halo`` 1; ``decode`` ``halo`` when a ``halo`` > 0 is given, else ``answer``.
-    ``external_data``: None = automatic by size."""
+    ``external_data``: None = automatic by size. ``example``, ``slim``: see
+    :func:`export_resolved`."""
 
     graph: GraphKind = "task"
     decode: G.DecodeKind | None = None
@@ -254,6 +281,8 @@ class ExportRequest:
     check_batch: int = 4
     filename: str | None = None
     external_data: bool | None = None
+    example: str | None = None  # pairs task, in-context graph: the pair baked in
+    slim: bool = True  # onnxslim the traced graph
 
     def resolved(self) -> "ExportRequest":
         """The same request with ``decode``/``halo`` filled in and checked (one-line UserError)."""
@@ -282,11 +311,17 @@ def export_task(
     external_data: bool | None = None,
     log: Callable[[str], None] | None = None,
     variant: str = "paper",
+    example: str | None = None,
+    slim: bool = True,
 ) -> ExportResult:
     """Resolve ``task`` on ``model`` (a ``--model`` spec or a loaded model) with ``taskvec``
     (a TaskVector, a file, or None for the shipped ``variant`` vector) and export it
     (:func:`export_resolved`; the other arguments are :class:`ExportRequest`'s)."""
-    request = ExportRequest(graph, decode, halo, check, check_batch, filename, external_data).resolved()
+    request = ExportRequest(graph, decode, halo, check, check_batch, filename, external_data, example, slim).resolved()
+    try:
+        task = get_task(task).name  # pairs:DIR read (and refused) before the out folder is made
+    except ValueError as e:
+        raise UserError(str(e)) from None
     _writable_dir(Path(out_dir))
     deployed = resolve_task(task, model, taskvec, variant=variant, with_taskvector=graph != "in-context")
     return export_resolved(deployed, out_dir, request, log)
@@ -295,18 +330,31 @@ def export_task(
 def export_resolved(deployed: ResolvedTask, out_dir: str | os.PathLike = "exported",
                     request: ExportRequest = ExportRequest(), log: Callable[[str], None] | None = None) -> ExportResult:
     """Export ``deployed``'s graph to ``out_dir`` and check it. Returns an
-    :class:`ExportResult` (``.onnx_path`` is the graph to run)."""
+    :class:`ExportResult` (``.onnx_path`` is the graph to run).
+
+    A pairs task (``pairs:DIR``): its identity goes into the metadata, and its in-context
+    graph bakes one example pair (``request.example``: a pair's name; default its first
+    train pair), so it takes only ``image``. ``request.slim``: simplify the traced graph
+    with onnxslim (:func:`export.graph_edit.simplify`; graphs whose weights exceed
+    :data:`SLIM_MAX_BYTES` are left as traced), before the parity check."""
     t0 = time.perf_counter()
     log = log or (lambda s: None)
     req = request.resolved()
-    graph, decode, halo, task = req.graph, req.decode, req.halo, deployed.task
+    graph, decode, halo = req.graph, req.decode, req.halo
+    task_obj = get_task(deployed.task)
+    task = task_obj.name  # pairs:DIR → its registry name
+    if req.example is not None and not isinstance(task_obj, PairsTask):
+        raise UserError("--example names a pair of a pairs task (--task pairs:DIR)")
+    if req.example is not None and graph != "in-context":
+        raise UserError("--example is for --graph in-context (the one-shot graph bakes that pair)")
     out = Path(out_dir)
     _writable_dir(out)
     net = deployed.model.eval()
     tv = None if graph == "in-context" else deployed.taskvector
     if tv is None and graph != "in-context":
         raise UserError(f"the {graph} graph needs a task vector")
-    module, args, switch = _module_and_args(graph, net, tv, decode, halo)
+    baked = _baked_example(task_obj, req.example) if graph == "in-context" else None
+    module, args, switch = _module_and_args(graph, net, tv, decode, halo, baked and baked[1:])
     module.eval()
     name = req.filename or onnx_filename(task, graph)
     dst = out / name
@@ -320,17 +368,24 @@ def export_resolved(deployed: ResolvedTask, out_dir: str | os.PathLike = "export
         site_count=len(tv.sites) if (tv is not None and graph == "task") else 0,
         patched_blocks=tuple(str(b) for b in blocks), switch_inputs=tuple(switch),
         halo=halo if decode == "halo" else 0, decode=decode, io_spec=SPEC, opset=OPSET, producer=PRODUCER,
-        producer_version=PRODUCER_VERSION,
+        producer_version=PRODUCER_VERSION, task_identity=task_identity(task_obj) or {},
+        example_pair=baked[0] if baked is not None else "",
     )
     names = meta.input_names
     dynamic = [n for n in names if n not in switch]
     with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=out) as tmp_dir:
         tmp = Path(tmp_dir)
         log(f"tracing the {graph} graph of {net.cfg.name} for {task}…")
-        _trace(module, args, tmp / "raw.onnx", names, dynamic)
+        deprecations = _trace(module, args, tmp / "raw.onnx", names, dynamic)
+        for line in deprecations:
+            log(f"note (torch): {line}")
         proto = onnx.load(str(tmp / "raw.onnx"))
         ext = _weight_bytes(proto) > EXTERNAL_DATA_BYTES if req.external_data is None else req.external_data
         patch_nodes = E.name_patch_nodes(proto, blocks) if graph == "task" else []
+        simplified = None
+        if req.slim and _weight_bytes(proto) <= SLIM_MAX_BYTES:
+            proto, simplified = E.simplify(proto)
+            log(f"simplified with {simplified['tool']}: {simplified['nodes_before']} → {simplified['nodes_after']} nodes")
         write_props(proto, meta)
         E.check_finite_graph(proto, f"export of {task} ({net.cfg.name})")  # also under --no-check
         answer_vi = next(o for o in proto.graph.output if o.name == FLOAT_OUTPUT)
@@ -344,7 +399,7 @@ def export_resolved(deployed: ResolvedTask, out_dir: str | os.PathLike = "export
             proto.graph.output.append(answer_vi)  # weights now live in the saved data file
             onnx.save_model(proto, str(tmp / "debug.onnx"))
             module_feeds = switch_feeds(net, tv) if graph == "switchable" else None
-            examples = (SPEC.example_in_name, SPEC.example_out_name) if graph == "in-context" else ()
+            examples = (SPEC.example_in_name, SPEC.example_out_name) if graph == "in-context" and baked is None else ()
             report = C.compare_with_torch(tmp / "debug.onnx", module, module_feeds, examples, batch=req.check_batch)
             log(report.line())
         decodes = compare_decodes(net, graph_layout(graph), max(halo, 1))
@@ -355,13 +410,25 @@ def export_resolved(deployed: ResolvedTask, out_dir: str | os.PathLike = "export
                 for k, v in d.items()) + f"; this graph: --decode {decode}")
         data_dst = out / data.name if data else None
         result = ExportResult(task, graph, dst, sidecar, data_dst, meta, report, patch_nodes, counts,
-                              time.perf_counter() - t0, decodes)
+                              time.perf_counter() - t0, decodes, notes=deprecations, simplified=simplified)
         tmp_sidecar = tmp / sidecar.name
         _write_sidecar(result, tmp_sidecar)
         # publish: data first, then the graph that refers to it, then the sidecar
         publish([(src, target) for src, target in ((data, data_dst), (final, dst), (tmp_sidecar, sidecar))
                  if src is not None])
     return result
+
+
+def _baked_example(task_obj, name: str | None):
+    """A pairs task's example pair for the in-context graph → (name, input, target), each
+    uint8 [1,111,111,3] BGR; None for a built-in task (its graph takes the example as inputs)."""
+    if not isinstance(task_obj, PairsTask):
+        return None
+    from taskvec.vectors.prompting import pairs_example
+
+    pair, x, y = pairs_example(task_obj, name)
+    bgr = lambda t: (t[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).flip(-1)[None].contiguous()  # noqa: E731
+    return pair, bgr(x), bgr(y)
 
 
 def _writable_dir(out: Path) -> None:
@@ -381,8 +448,11 @@ def _write_sidecar(result: ExportResult, path: Path) -> None:
         "check": result.check.to_dict() if result.check else None,
         "patch_nodes": result.patch_nodes,
         "op_counts": result.op_counts,
+        "node_count": sum(result.op_counts.values()),
+        "simplified": result.simplified,
         "decode_comparison": result.decode_comparison,
         "export_seconds": round(result.seconds, 2),
-        "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "dynamo": False},
+        "exporter": {"torch": torch.__version__, "onnx": onnx.__version__, "dynamo": False,
+                     "deprecations": result.notes},
     }
     path.write_text(json.dumps(info, indent=2, allow_nan=False) + "\n")

@@ -90,6 +90,14 @@ class GraphMetadata:
     opset: int = OPSET
     producer: str = PRODUCER
     producer_version: str = ""
+    task_identity: dict = dataclasses.field(default_factory=dict)  # pairs tasks: name, sha256 of the pairs, metric
+    example_pair: str = ""  # a pairs task's in-context graph: the baked example pair's name
+
+    @property
+    def baked(self) -> bool:
+        """A pairs task's in-context graph with its example pair baked in: its only input is
+        the image, so it runs wherever a task graph does."""
+        return self.graph == "in-context" and bool(self.example_pair)
 
     @property
     def decode_kind(self) -> str:
@@ -98,12 +106,17 @@ class GraphMetadata:
 
     @property
     def input_names(self) -> list[str]:
+        if self.baked:  # its example pair is constants
+            return [self.io_spec.input_name]
         return input_names(self.graph, self.switch_inputs, self.io_spec)
 
     def to_dict(self) -> dict:
         """JSON-ready values (the sidecar's top-level keys)."""
         d = dataclasses.asdict(self)
         d["patched_blocks"], d["switch_inputs"] = list(self.patched_blocks), list(self.switch_inputs)
+        for key in ("task_identity", "example_pair"):  # pairs tasks only: built-in graphs' metadata unchanged
+            if not d[key]:
+                del d[key]
         return d
 
     @classmethod
@@ -127,6 +140,9 @@ class GraphMetadata:
                 v = tuple(str(x) for x in v)
             elif f.name in ("site_count", "halo", "opset"):
                 v = int(v)
+            elif f.name == "task_identity":
+                if not isinstance(v, dict):
+                    raise ValueError(f.name)
             else:
                 v = str(v)
             kw[f.name] = v

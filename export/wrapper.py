@@ -132,6 +132,23 @@ class InContextGraph(_Graph):
         return self._outputs(self._answer(canvas, {}))
 
 
+class BakedExampleGraph(InContextGraph):
+    """``image`` uint8 [N,111,111,3] BGR → outputs as :class:`ZeroShotGraph`: the one-shot
+    prompt with one example pair baked in as constants (a pairs task's chosen pair)."""
+
+    def __init__(self, model: MaeVQGAN, example_in: Tensor, example_out: Tensor, decode: G.DecodeKind = "answer",
+                 halo: int = 1) -> None:  # fmt: skip
+        super().__init__(model, decode, halo)
+        self.register_buffer("example_in", example_in.to(torch.uint8).reshape(1, *example_in.shape[-3:]))
+        self.register_buffer("example_out", example_out.to(torch.uint8).reshape(1, *example_out.shape[-3:]))
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        n = image.shape[0]
+        ex_in = self.example_in.expand(n, -1, -1, -1)
+        ex_out = self.example_out.expand(n, -1, -1, -1)
+        return super().forward(image, ex_in, ex_out)
+
+
 class SwitchableGraph(_Graph):
     """``image`` plus float32 ``mul``/``add`` [N_seq,C] for every block (inputs in the
     order of :meth:`input_blocks`, mul then add per block) → outputs as ZeroShotGraph."""

@@ -18,6 +18,7 @@ from runtime.backends import BACKEND_KINDS
 from runtime.cache import default_cache_dir, file_digest
 from runtime.lowlight import GAIN_MODES, TRANSFER_MODES
 from runtime.predictor import PREDICTORS
+from taskvec.cli.options import TaskType
 from taskvec.errors import OneLineCommand, UserError, one_line
 from taskvec.model.card import DEFAULT_MODEL
 
@@ -32,10 +33,16 @@ Examples:
                                        Jetson CSI camera (needs OpenCV with GStreamer: JetPack's)
   tvrun --source clip.mp4 --task lowlight --output out/bright.mp4 --headless --tiles 2x2
   tvrun --source rtsp://user:pw@10.0.0.7:8554/cam --task lowlight --onnx lowlight.onnx
+  tvrun --source rtsp://10.0.0.7:8554/cam --input-codec h265 --latency 50 --task lowlight --headless \\
+        --output rtp://10.0.0.20:5000      H.265 camera in, low-light RTP stream out
+  tvrun --source rtp://@:5000 --task lowlight --output display://0
+                                       receive an RTP stream (e.g. from another tvrun), show it
   tvrun --source sample:inpainting --task inpainting --mask-rect 280,200,80,60 --headless --output out/fill.mp4
   tvrun --camera 0 --task lowlight --transfer temporal --noise-k 2.5
                                        static camera: average over frames where nothing moves
   tvrun --camera 0 --task inpainting   draw the hole with the left mouse button, right button clears
+  tvrun --source clip.mp4 --task pairs:my_pairs --onnx exported/pairs-my_pairs-0123456789.onnx --headless \\
+        --output out/filtered.mp4        a task defined by a folder of example pairs (tvexport --task pairs:DIR)
 """
 
 
@@ -144,8 +151,15 @@ def check_graph_options(task: str, engine: str | None, onnx: str | None, backend
                context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--camera", type=int, default=None, metavar="N", help="V4L2 camera index (same as --source N)")
 @click.option("--source", default=None, metavar="URI",
-              help="0, /dev/videoN, csi://N, a video file, an image folder, rtsp://…, sample:lowlight|sample:inpainting")
-@click.option("--task", required=True, type=click.Choice(tuple(PREDICTORS)), help="what to do to every frame")
+              help="0, /dev/videoN, csi://N, a video file, an image folder, rtsp://…, rtp://@:PORT, "
+                   "sample:lowlight|sample:inpainting")
+@click.option("--input-codec", type=click.Choice(("h264", "h265")), default=None,
+              help="rtsp:// and rtp:// sources: the stream's codec [h264]")
+@click.option("--latency", type=click.IntRange(0, 10000), default=None, metavar="MS",
+              help="rtsp:// and rtp:// sources through GStreamer: jitter-buffer latency [200]")
+@click.option("--task", required=True, type=TaskType(tuple(PREDICTORS)),
+              help="what to do to every frame; pairs:DIR — a task defined by example pairs (the whole frame "
+                   "through its graph: --onnx from tvexport, or --taskvec from taskvec search)")
 @click.option("--engine", type=click.Path(dir_okay=False), default=None, help="TensorRT engine (tvexport --engine)")
 @click.option("--onnx", type=click.Path(dir_okay=False), default=None, help="exported ONNX graph (tvexport)")
 @click.option("--model", default=None,
@@ -159,7 +173,12 @@ def check_graph_options(task: str, engine: str | None, onnx: str | None, backend
               help="ONNX Runtime's TensorRT provider: build its engine in FP16 (LayerNorm kept FP32); engines "
                    "and the timing cache are kept in --cache-dir/ort-trt, so only the first launch builds")
 @click.option("--headless", is_flag=True, help="no window (servers, benchmarks)")
-@click.option("--output", default=None, metavar="PATH", help="write frames to a video (.mp4/.avi) or an image folder")
+@click.option("--output", default=None, metavar="PATH",
+              help="write frames to a video (.mp4/.avi), an image folder, an RTP stream (rtp://HOST:PORT"
+                   "[?codec=h265]) or show them (display://0)")
+@click.option("--output-codec", type=click.Choice(("auto", "h264", "mp4v", "mjpg")), default="auto",
+              show_default=True, help="video file codec: auto = H.264 (libx264 through PyAV) for .mp4/.mov/.m4v, "
+                                      "MJPG for .avi; mp4v = OpenCV's MPEG-4 Part 2 (the fallback without PyAV)")
 @click.option("--overlay", is_flag=True, help="also draw the FPS overlay into --output (always in the window)")
 @click.option("--frames", type=click.IntRange(min=1), default=None, metavar="N", help="stop after N frames")
 @click.option("--loop", is_flag=True, help="replay a file or folder source forever (stop with --frames or Ctrl-C)")
@@ -184,15 +203,16 @@ def check_graph_options(task: str, engine: str | None, onnx: str | None, backend
               help="low-light denoise/temporal: Gaussian sigma (pixels) on the full-resolution luma whose detail "
                    "is kept, applied when the frame's noise sigma is >= 1 grey level; 0 = off [0.7]")
 @click.option("--lift", default=None, metavar="LO,HI",
-              help="low-light denoise/temporal: the graph's shadow lift is kept in full while the frame, exposed "
-                   "to its brightest pixel, has mean luma <= LO, and dropped from mean luma HI on [0.3,0.4]")
+              help="low-light denoise/temporal: the graph's shadow lift is dropped while the frame needs at most "
+                   "LO stops of exposure (log2 of the gain that takes its brightest pixel to the graph's), and kept "
+                   "in full from HI stops [1.2,1.7]")
 @click.option("--temporal-alpha", type=click.FloatRange(min=0, max=1, min_open=True), default=None, metavar="A",
               help="low-light temporal: weight of each new frame where nothing moves [0.25]")
 @click.option("--before-after", default=None, metavar="PNG", help="write one input|output frame side by side")
 @click.option("--cache-dir", default=None, metavar="DIR", help="where exported graphs are cached (~/.cache/taskvec)")
 def main(camera, source, task, engine, onnx, model, taskvec, backend, headless, output, overlay, frames, loop,
          stats_path, mask, mask_rect, tiles, gain_mode, transfer, noise_k, lift, temporal_alpha, before_after, cache_dir,
-         reconnect, guide_blur, precision) -> None:
+         reconnect, guide_blur, precision, output_codec, input_codec, latency) -> None:
     """Run a task-vector filter on live video: source → graph → window/file.
 
     Prints which backend it picked and why, and at the end one line with frames, FPS,
@@ -202,14 +222,15 @@ def main(camera, source, task, engine, onnx, model, taskvec, backend, headless, 
                      frames=frames, loop=loop, stats_path=stats_path, mask=mask, mask_rect=mask_rect, tiles=tiles,
                      gain_mode=gain_mode, before_after=before_after, cache_dir=cache_dir, reconnect=reconnect,
                      transfer=transfer, noise_k=noise_k, lift=lift, temporal_alpha=temporal_alpha,
-                     guide_blur=guide_blur, precision=precision)
+                     guide_blur=guide_blur, precision=precision, output_codec=output_codec,
+                     input_codec=input_codec, latency=latency)
 
 
 def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model=None, taskvec=None, backend="auto",
             headless=False, output=None, overlay=False, frames=None, loop=False, stats_path=None, mask=None,
             mask_rect=None, tiles=None, gain_mode="rgb", before_after=None, cache_dir=None, reconnect=0,
             transfer="denoise", noise_k=None, lift=None, temporal_alpha=None,
-            guide_blur=None, precision="fp32") -> int:
+            guide_blur=None, precision="fp32", output_codec="auto", input_codec=None, latency=None) -> int:
     """The command as a function: 0 on success, 2 for bad input, 1 when a source fails mid-run."""
     from runtime.sinks import SinkError
     from runtime.sources import SourceError
@@ -222,8 +243,17 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model=Non
         print(f"error: {msg}", file=sys.stderr)
         return code
 
+    identity = None
     try:
         status.phase("checks")
+        if task not in PREDICTORS:  # pairs:DIR → its registry name; the folder is read and hashed here
+            from taskvec.data.pairs import task_identity
+            from taskvec.data.tasks import get_task
+
+            task, identity = get_task(task).name, task_identity(task)
+            if not (onnx or engine or taskvec):
+                raise UserError(f"a pairs task has no shipped task vector: pass --taskvec FILE (taskvec search "
+                                f"--task pairs:DIR) or --onnx FILE (tvexport --task pairs:DIR)")
         if (camera is None) == (source is None):
             raise UserError("give exactly one of --camera N or --source URI")
         if mask and mask_rect:
@@ -244,8 +274,15 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model=Non
 
         if output is not None:
             from runtime.sinks import check_output_path
+            from runtime.stream_sink import parse_output_uri
 
-            check_output_path(output)
+            check_output_path(output, output_codec)
+            if (parse_output_uri(str(output)) or ("",))[0] == "display":  # jetson-inference's name for the window
+                if headless:
+                    raise UserError(f"--output {output} is the window; it cannot be --headless")
+                output = None
+        elif output_codec != "auto":
+            raise UserError("--output-codec needs --output FILE")
         tile_rc = parse_tiles(tiles)
         lowlight = lowlight_params(transfer, noise_k, lift, temporal_alpha, guide_blur)
         rect = parse_rect(mask_rect) if mask_rect else None
@@ -260,7 +297,10 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model=Non
     uri = str(camera) if camera is not None else source
     status.phase("source", f"opening {uri}")
     try:
-        src = open_source(uri, cache_dir=cache_dir)
+        from runtime.sources import parse_source, with_stream_options
+
+        spec = with_stream_options(parse_source(uri), input_codec, latency)
+        src = open_source(spec, cache_dir=cache_dir)
     except SourceError as e:
         return err(str(e), 2)
     try:
@@ -301,6 +341,8 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model=Non
             predictor = make_predictor(task, be, tiles=tile_rc, mask=hole, rect=rect, gain_mode=gain_mode,
                                        lowlight=lowlight)
             extra: dict = {"provider_options": getattr(be, "options", {}), "precision": precision}
+            if identity is not None:
+                extra["task_identity"] = identity
 
             def on_frame(i: int, _inp, _out) -> None:
                 if i == 0:
@@ -311,7 +353,7 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model=Non
                         frames=frames, stats_path=stats_path, before_after=before_after, loop=loop,
                         reconnect=reconnect if src.is_live else 0,
                         paint_masks=(task == "inpainting" and not headless), on_frame=on_frame, extra=extra,
-                        progress=headless)
+                        progress=headless, output_codec=output_codec)
     except (SourceError, SinkError) as e:
         return err(str(e), 1)
     except (UserError, ValueError) as e:

@@ -63,6 +63,7 @@ class Stats:
     output: str | None = None
     stopped_by: str = "end of stream"  # "end of stream" | "frame limit" | "key" | "interrupt"
     reconnects: int = 0  # live sources: times the source was reopened after a failed or stalled read
+    output_codec: str | None = None  # the video file's codec ("h264", "mp4v", "mjpg"), None for no video file
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -73,6 +74,7 @@ class Stats:
         return (
             f"{self.frames} frames, {self.fps:.1f} FPS, {self.dropped} dropped, backend {self.backend}, "
             f"{self.resolution[0]}x{self.resolution[1]}; p50 ms: {p50}"
+            + (f"; wrote {self.output}" + (f" ({self.output_codec})" if self.output_codec else "") if self.output else "")
         )
 
 
@@ -196,6 +198,7 @@ def run(
     on_frame: Callable[[int, np.ndarray, np.ndarray], None] | None = None,
     extra: dict | None = None,
     progress: bool = False,
+    output_codec: str = "auto",
 ) -> Stats:
     """Run ``predictor`` (``predictor(image, timer) -> image``) over ``source`` until it ends.
 
@@ -206,7 +209,8 @@ def run(
     ``on_frame(i, input, output)`` is called for every processed frame (tests, metrics).
     ``extra``: a dict copied into ``Stats.extra`` at the end (what the caller adds meanwhile counts).
     ``progress``: a progress bar on stderr (frames done, FPS, time left) when the length is known
-    (``frames``, or a file's frame count); headless tvrun turns it on.
+    (``frames``, or a file's frame count); headless tvrun turns it on. ``output_codec``: the
+    video file's codec (``runtime.sinks.resolve_codec``: auto = H.264 where PyAV is installed).
     Raises SourceError / SinkError with a one-line message.
     """
     if frames is not None and frames <= 0:
@@ -225,7 +229,7 @@ def run(
         known = getattr(src, "frame_count", None) if not loop else None
         length = min(x for x in (frames, known) if x) if (frames or known) else None
         pair_at = length // 2 if length else 30
-        file_sink = open_sink(output, True, src.fps) if output is not None else None
+        file_sink = open_sink(output, True, src.fps, codec=output_codec) if output is not None else None
         window = open_sink(None, False, src.fps) if not headless else None
         for s in (file_sink, window):
             if s is not None:
@@ -288,7 +292,8 @@ def run(
     if pair is not None and before_after is not None:
         from runtime.sample import write_before_after
 
-        write_before_after(pair[0], pair[1], before_after)
+        hole = getattr(predictor, "mask", None)  # in-painting: the hole, outlined on the panel
+        write_before_after(pair[0], pair[1], before_after, hole=hole if isinstance(hole, np.ndarray) else None)
     stages = timer.summary()
     stats = Stats(
         frames=n,
@@ -303,6 +308,7 @@ def run(
         output=str(output) if output is not None and n > 0 else None,
         stopped_by=stopped_by,
         reconnects=reconnects,
+        output_codec=getattr(file_sink, "codec", None) if n > 0 else None,
         extra=dict(extra or {}),
     )
     if stats_path is not None:

@@ -398,6 +398,19 @@ class Inpainter(Predictor):
         return result
 
 
+class WholeFrame(Predictor):
+    """A pairs task's filter (``--task pairs:DIR``): the frame resized (area) to the graph's
+    cell, the answer resized (bicubic) back to the frame's size. Nothing task-specific is
+    assumed of an unknown task, so nothing is carried at full resolution."""
+
+    def preprocess(self, frame: np.ndarray):
+        return area_resize(frame, (CELL, CELL))[None], frame.shape[:2]
+
+    def postprocess(self, frame: np.ndarray, out: np.ndarray | None, ctx) -> np.ndarray:
+        h, w = ctx
+        return cv2.resize(out[0], (w, h), interpolation=cv2.INTER_CUBIC)
+
+
 def make_predictor(task: str, backend: Backend, *, tiles: tuple[int, int] = (1, 1),
                    mask: np.ndarray | None = None, rect: tuple[int, int, int, int] | None = None,
                    gain_mode: GainMode = "rgb", lowlight: LowLightParams | None = None) -> Predictor:
@@ -407,8 +420,14 @@ def make_predictor(task: str, backend: Backend, *, tiles: tuple[int, int] = (1, 
         return LowLightEnhancer(backend, tiles=tiles, gain_mode=gain_mode, params=lowlight)
     if task == "inpainting":
         return Inpainter(backend, mask=mask, rect=rect)
-    raise UserError(f"tvrun has no predictor for task {task!r}; choose {' or '.join(PREDICTORS)}")
+    from taskvec.data.pairs import registered_pairs_task
+
+    if registered_pairs_task(task) is not None:
+        return WholeFrame(backend)
+    raise UserError(f"tvrun has no predictor for task {task!r}; choose {', '.join(PREDICTORS)} or pairs:DIR")
 
 
 PREDICTORS: dict[str, type[Predictor]] = {"lowlight": LowLightEnhancer, "inpainting": Inpainter}
-"""The tasks tvrun can run, each with its predictor (feeds ``tvrun --task``'s choices)."""
+"""The built-in tasks tvrun can run, each with its predictor (feeds ``tvrun --task``'s
+choices); a pairs task (``pairs:DIR``, registered when resolved) runs through
+:class:`WholeFrame`."""

@@ -91,11 +91,15 @@ def frame_seed(seed: int, i: int) -> int:
     return seed * 1_000_003 + i
 
 
-def sample_frames(frames: int = 120, size: tuple[int, int] = (640, 480), seed: int = 0, split: str = "val"):
+def sample_frames(frames: int = 120, size: tuple[int, int] = (640, 480), seed: int = 0, split: str = "val",
+                  photos: list[np.ndarray] | None = None):
     """The clean frames of the demo clip (uint8 HxWx3 BGR), one by one: a slow pan and zoom
-    across each photo of ``split`` in turn (``val``: the held-out photos)."""
+    across each photo of ``split`` in turn (``val``: the held-out photos), or of ``photos``
+    (uint8 BGR, e.g. :func:`taskvec.data.bank.bank_photos`) when given."""
     w, h = int(size[0]), int(size[1])
-    photos = _photos_bgr(split)
+    photos = _photos_bgr(split) if photos is None else list(photos)
+    if not photos:
+        raise UserError("no photos to make frames from")
     per = int(np.ceil(frames / len(photos)))
     phases = np.random.default_rng(seed).uniform(0, 1, len(photos))
     for i in range(frames):
@@ -224,11 +228,42 @@ def cached_sample_clip(
     return path, False
 
 
-def write_before_after(before: np.ndarray, after: np.ndarray, path: str | Path, labels=("input", "output")) -> Path:
-    """Side-by-side PNG of two BGR frames (``after`` resized to ``before``'s height)."""
+def mark_hole(image: np.ndarray, hole: np.ndarray, dashed: bool = False) -> np.ndarray:
+    """A copy of BGR ``image`` with the outline of ``hole`` (HxW, non-zero = hole, resized to
+    the image) drawn in magenta with a dark rim, so it shows on any content; ``dashed``
+    draws every other stretch of the outline (the output panel: the filled area stays visible)."""
+    h, w = image.shape[:2]
+    m = (hole > 0).astype(np.uint8)
+    if m.shape != (h, w):
+        m = cv2.resize(m, (w, h), interpolation=cv2.INTER_NEAREST)
+    out = image.copy()
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    thick = max(1, round(min(h, w) / 240))
+    for c in contours:
+        pts = c[:, 0, :]
+        if dashed:
+            seg = max(4, 6 * thick)
+            pieces = [pts[i:i + seg] for i in range(0, len(pts), 2 * seg)]
+        else:
+            pieces = [np.vstack([pts, pts[:1]])]
+        for p in pieces:
+            if len(p) > 1:
+                cv2.polylines(out, [p.reshape(-1, 1, 2)], False, (40, 40, 40), thick + 2, cv2.LINE_AA)
+                cv2.polylines(out, [p.reshape(-1, 1, 2)], False, (255, 0, 255), thick, cv2.LINE_AA)
+    return out
+
+
+def write_before_after(before: np.ndarray, after: np.ndarray, path: str | Path, labels=("input", "output"),
+                       hole: np.ndarray | None = None) -> Path:
+    """Side-by-side PNG of two BGR frames (``after`` resized to ``before``'s height).
+    ``hole`` (in-painting: HxW, non-zero = hole) is outlined on both panels (dashed on the
+    output) and named in the input's label."""
     h = before.shape[0]
     if after.shape[0] != h:
         after = cv2.resize(after, (round(after.shape[1] * h / after.shape[0]), h), interpolation=cv2.INTER_AREA)
+    if hole is not None and np.any(hole):
+        before, after = mark_hole(before, hole), mark_hole(after, hole, dashed=True)
+        labels = (f"{labels[0]} (hole outlined)", labels[1])
     gap = np.full((h, 4, 3), 255, np.uint8)
     panel = np.concatenate([before, gap, after], axis=1)
     scale = max(0.4, h / 800)

@@ -4,9 +4,14 @@
 
     path None, headless False    WindowSink (cv2.imshow; ``poll_key()`` for keys)
     path None, headless True     NullSink (frames are dropped; for benchmarks and servers)
-    *.mp4 / *.m4v / *.mov        VideoFileSink (mp4v); *.avi: MJPG
+    *.mp4 / *.m4v / *.mov        VideoFileSink: H.264 (libx264 through PyAV) by default, MPEG-4
+                                 Part 2 (OpenCV's mp4v) as the fallback or on request; *.avi: MJPG
     a folder (exists, ends in /, or has no suffix)
                                  ImageFolderSink (frame_000001.png, …)
+    rtp://HOST:PORT[?codec=h264|h265]
+                                 RtpSink: an RTP/UDP stream (payload 96) through PyAV's FFmpeg,
+                                 no GStreamer needed — receive with ``tvrun --source rtp://@:PORT``
+    display://0                  (tvrun) the window, as jetson-inference names it
 
 With a path and headless False, frames go to the window and to the file (TeeSink).
 Every sink is a context manager: a clean exit ``close()``s it, an exception ``abort()``s it,
@@ -20,12 +25,17 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
 
-VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}
+from runtime.encoders import H264Writer, h264_available
+
+VIDEO_FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG"}  # OpenCV's writers
 QUIT_KEYS = frozenset({27, ord("q"), ord("Q")})
+OutputCodec = Literal["auto", "h264", "mp4v", "mjpg"]
+OUTPUT_CODECS: tuple[str, ...] = ("auto", "h264", "mp4v", "mjpg")
 
 
 class SinkError(Exception):
@@ -65,6 +75,25 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3:
         raise SinkError(f"sinks take HxWx3 BGR images, got shape {image.shape}")
     return image
+
+
+def resolve_codec(path: str | os.PathLike[str], codec: str = "auto") -> tuple[str, str]:
+    """(codec to write, why) for a video file: ``auto`` is MJPG for .avi, else H.264 where
+    PyAV is installed and mp4v (MPEG-4 Part 2, which browsers do not play) where it is not."""
+    suffix = Path(path).suffix.lower()
+    if codec not in OUTPUT_CODECS:
+        raise SinkError(f"unknown --output-codec {codec!r}; choose from {', '.join(OUTPUT_CODECS)}")
+    if codec == "auto":
+        if suffix == ".avi":
+            return "mjpg", "the .avi default"
+        if h264_available():
+            return "h264", "default"
+        return "mp4v", "fallback: PyAV is not installed (pip install av) — H.264 needs it"
+    if codec == "h264" and not h264_available():
+        raise SinkError("--output-codec h264 needs PyAV (pip install av); or use --output-codec mp4v")
+    if codec == "h264" and suffix == ".avi":
+        raise SinkError("--output-codec h264 writes .mp4/.mov/.m4v files, not .avi")
+    return codec, "asked for"
 
 
 class Sink:
@@ -163,9 +192,12 @@ class WindowSink(Sink):
 class VideoFileSink(Sink):
     """A video file written under a hidden temporary name in the same folder and renamed
     when ``close()`` succeeds. ``abort()`` (or a sink that got no frame) leaves no file.
-    The writer opens on the first frame; later frames must have the same size."""
+    The writer opens on the first frame; later frames must have the same size.
+    ``codec`` (:func:`resolve_codec`): ``auto`` = H.264 through PyAV where installed, else
+    OpenCV's mp4v; ``codec_note`` says why."""
 
-    def __init__(self, path: str | os.PathLike[str], fps: float, size: tuple[int, int] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], fps: float, size: tuple[int, int] | None = None,
+                 codec: str = "auto") -> None:
         super().__init__()
         self.path = Path(path)
         suffix = self.path.suffix.lower()
@@ -175,7 +207,8 @@ class VideoFileSink(Sink):
             raise SinkError(f"bad frame rate {fps} for {self.path}")
         self.fps = float(fps)
         self.size = tuple(size) if size else None
-        self.fourcc = VIDEO_FOURCC[suffix]
+        self.codec, self.codec_note = resolve_codec(self.path, codec)
+        self.fourcc = {"mp4v": "mp4v", "mjpg": "MJPG"}.get(self.codec, VIDEO_FOURCC[suffix])
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".part{suffix}", dir=self.path.parent)
@@ -191,23 +224,42 @@ class VideoFileSink(Sink):
         if self._writer is None:
             if self.size is None:
                 self.size = (w, h)
-            writer = cv2.VideoWriter(str(self.temp_path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size)
-            if not writer.isOpened():
-                self.abort()
-                raise SinkError(f"cannot write {self.path}: OpenCV has no {self.fourcc} encoder for {self.path.suffix}")
-            self._writer = writer
+            self._writer = self._open_writer()
         if (w, h) != self.size:
             raise SinkError(f"frame is {w}x{h} but {self.path} is {self.size[0]}x{self.size[1]}")
         free = free_bytes(self.temp_path.parent)
         if free < RESERVE_BYTES + 2 * image.nbytes:
             raise SinkError(f"disk full: {free / 2**20:.0f} MiB left in {self.path.parent} while writing {self.path}")
-        self._writer.write(np.ascontiguousarray(image))
+        try:
+            self._writer.write(np.ascontiguousarray(image))
+        except Exception as e:  # noqa: BLE001 — PyAV's FFmpeg errors (ENOSPC, EIO, …), OpenCV's
+            raise SinkError(f"cannot write {self.path}: {' '.join(str(e).split())[:200]}") from None
+
+    def _open_writer(self):
+        if self.codec == "h264":
+            try:
+                return H264Writer(self.temp_path, self.fps, self.size,
+                                   container_format="mov" if self.path.suffix.lower() == ".mov" else "mp4")
+            except Exception as e:  # noqa: BLE001 — an FFmpeg without libx264, an unwritable file
+                self.abort()
+                raise SinkError(f"cannot write {self.path}: PyAV could not open an H.264 encoder "
+                                f"({' '.join(str(e).split())[:160]}); try --output-codec mp4v") from None
+        writer = cv2.VideoWriter(str(self.temp_path), cv2.VideoWriter_fourcc(*self.fourcc), self.fps, self.size)
+        if not writer.isOpened():
+            self.abort()
+            raise SinkError(f"cannot write {self.path}: OpenCV has no {self.fourcc} encoder for {self.path.suffix}")
+        return writer
 
     def close(self) -> None:
         if self.closed:
             return
         if self._writer is not None:
-            self._writer.release()
+            try:
+                self._writer.release()
+            except Exception as e:  # noqa: BLE001 — FFmpeg could not flush or finalise the file
+                self._writer = None
+                self.abort()
+                raise SinkError(f"cannot write {self.path}: {' '.join(str(e).split())[:200]}") from None
             self._writer = None
         self.closed = True
         if self.frames_written == 0:
@@ -313,14 +365,30 @@ def _is_folder_path(path: Path, raw: str) -> bool:
     return path.is_dir() or raw.endswith(("/", os.sep)) or path.suffix == ""
 
 
-def check_output_path(path: str | os.PathLike[str]) -> None:
-    """Refuse, before any work, an ``--output`` that open_sink would refuse (a SinkError)."""
+def check_output_path(path: str | os.PathLike[str], codec: str = "auto") -> None:
+    """Refuse, before any work, an ``--output`` (and ``--output-codec``) that open_sink would
+    refuse (a SinkError)."""
+    from runtime.stream_sink import parse_output_uri
+
     raw = os.fspath(path)
+    uri = parse_output_uri(raw)
+    if uri is not None:
+        if codec != "auto":
+            raise SinkError(f"--output-codec is for video files; {raw} takes ?codec=h264|h265")
+        if uri[0] == "display" and uri[1] != 0:
+            raise SinkError(f"{raw}: OpenCV's window opens on the default display only (display://0); "
+                            "set DISPLAY to pick another X display")
+        if uri[0] == "rtp" and not h264_available():
+            raise SinkError("rtp:// output needs PyAV (pip install av)")
+        return
     p = Path(raw).expanduser()
     if p.suffix.lower() in VIDEO_FOURCC:
         if p.is_dir():
             raise SinkError(f"cannot write {raw}: it is a folder")
+        resolve_codec(p, codec)
         return
+    if codec != "auto":
+        raise SinkError(f"--output-codec {codec} is for video files (.mp4, .mov, .m4v, .avi), not {raw}")
     if not _is_folder_path(p, raw):
         raise SinkError(f"unsupported output {raw}: give a video file ({', '.join(sorted(VIDEO_FOURCC))}) or a folder")
     if p.exists() and not p.is_dir():
@@ -333,10 +401,12 @@ def open_sink(
     fps: float,
     size: tuple[int, int] | None = None,
     title: str = "tvrun",
+    codec: str = "auto",
 ) -> Sink:
     """The sink for ``--output PATH`` / ``--headless`` (see the module docstring).
 
-    ``size`` is (width, height) of the video; None takes it from the first frame.
+    ``size`` is (width, height) of the video; None takes it from the first frame; ``codec``
+    the video file's (:func:`resolve_codec`).
     Raises SinkError for an unsupported path; a missing display is reported on the
     first ``write``.
     """
@@ -344,8 +414,16 @@ def open_sink(
     if path is not None:
         raw = os.fspath(path)
         p = Path(raw).expanduser()
-        if p.suffix.lower() in VIDEO_FOURCC:
-            file_sink = VideoFileSink(p, fps, size)
+        from runtime.stream_sink import RtpSink, parse_output_uri
+
+        uri = parse_output_uri(raw)
+        if uri is not None and uri[0] == "rtp":
+            host, port, rtp_codec = uri[1]  # type: ignore[misc]
+            file_sink = RtpSink(host, port, fps, rtp_codec)
+        elif uri is not None:  # display://N: the window
+            return WindowSink(title)
+        elif p.suffix.lower() in VIDEO_FOURCC:
+            file_sink = VideoFileSink(p, fps, size, codec=codec)
         elif _is_folder_path(p, raw):
             file_sink = ImageFolderSink(p)
         else:

@@ -7,7 +7,11 @@ One URI names where frames come from::
                                             ?width=&height=&fps=&flip=
     clip.mp4, file://clip.mp4               video file (every frame, in order)
     frames/, frames/*.png, one.jpg          image folder, glob or single image (natural sort); ?fps=
-    rtsp://user:pass@host:8554/stream       network camera (GStreamer on Jetson, else FFmpeg)
+    rtsp://user:pass@host:8554/stream       network camera (GStreamer on Jetson, else FFmpeg);
+                                            tvrun --input-codec h264|h265 --latency MS
+    rtp://@:5000, rtp://239.1.1.1:5000      RTP/UDP stream received on a port (or a multicast group):
+                                            GStreamer udpsrc where OpenCV has it, else FFmpeg with an
+                                            SDP; ?codec=h264|h265&latency=MS
     sample:lowlight, sample:inpainting      a generated clip (``runtime.sample``); ?frames=&width=&height=
 
 ``parse_source`` turns the URI into a :class:`SourceSpec`; ``open_source`` opens it and
@@ -33,22 +37,28 @@ from runtime.sources.capture import (
     VideoSource,
 )
 from runtime.sources.factory import open_source
-from runtime.sources.gstreamer import build_info_has_gstreamer, gstreamer_pipeline, is_jetson, opencv_has_gstreamer
+from runtime.sources.gstreamer import (build_info_has_gstreamer, gstreamer_pipeline, is_jetson, opencv_has_gstreamer,
+                                      rtp_sdp)
 from runtime.sources.threaded import ThreadedCapture
 from runtime.sources.uri import (
     IMAGE_EXTENSIONS,
     LIVE_KINDS,
+    STREAM_CODECS,
+    STREAM_KINDS,
     VIDEO_EXTENSIONS,
     SourceError,
     SourceKind,
     SourceSpec,
+    parse_host_port,
     parse_source,
     redact_url,
+    with_stream_options,
 )
 
 __all__ = [
     "CaptureSource", "Frame", "IMAGE_EXTENSIONS", "ImageFolderSource", "LIVE_KINDS", "OPEN_TIMEOUT_MS",
     "READ_TIMEOUT_MS", "SourceError", "SourceKind", "SourceSpec", "ThreadedCapture", "VIDEO_EXTENSIONS",
     "VideoSource", "build_info_has_gstreamer", "gstreamer_pipeline", "is_jetson", "open_source",
-    "opencv_has_gstreamer", "parse_source", "redact_url",
+    "opencv_has_gstreamer", "parse_source", "redact_url", "STREAM_CODECS", "STREAM_KINDS", "parse_host_port",
+    "rtp_sdp", "with_stream_options",
 ]

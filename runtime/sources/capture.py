@@ -143,6 +143,8 @@ def _open_capture(spec: SourceSpec) -> cv2.VideoCapture:
                 "try `sudo systemctl restart nvargus-daemon`"
             )
         return cap
+    if spec.kind == "rtp":
+        return _open_rtp(spec, name)
     if spec.kind == "rtsp":
         if gstreamer.opencv_has_gstreamer() and gstreamer.is_jetson():
             cap = cv2.VideoCapture(gstreamer.gstreamer_pipeline(spec), cv2.CAP_GSTREAMER)
@@ -166,6 +168,37 @@ def _open_capture(spec: SourceSpec) -> cv2.VideoCapture:
             raise SourceError(f"cannot open {name}: OpenCV cannot decode it (unsupported container or codec?)")
         return cap
     raise SourceError(f"{name} is not read through cv2.VideoCapture")
+
+
+def _open_rtp(spec: SourceSpec, name: str) -> cv2.VideoCapture:
+    """rtp://@:PORT: GStreamer's udpsrc where OpenCV has GStreamer; else FFmpeg, told what
+    arrives by an SDP description (``gstreamer.rtp_sdp``) in a temporary file."""
+    if gstreamer.opencv_has_gstreamer():
+        cap = cv2.VideoCapture(gstreamer.gstreamer_pipeline(spec), cv2.CAP_GSTREAMER)
+    else:
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".sdp", prefix="tvrun-rtp-", delete=False) as f:
+            f.write(gstreamer.rtp_sdp(spec))
+        key = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+        old = os.environ.get(key)
+        os.environ[key] = "protocol_whitelist;file,udp,rtp"  # read when the capture opens
+        try:
+            params: list[int] = []
+            for prop, ms in (("CAP_PROP_OPEN_TIMEOUT_MSEC", OPEN_TIMEOUT_MS), ("CAP_PROP_READ_TIMEOUT_MSEC", READ_TIMEOUT_MS)):
+                if hasattr(cv2, prop):
+                    params += [getattr(cv2, prop), ms]
+            cap = cv2.VideoCapture(f.name, cv2.CAP_FFMPEG, params)
+        finally:
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+            os.unlink(f.name)
+    if not cap.isOpened():
+        raise SourceError(f"cannot open {name}: nothing arrived — is the sender streaming "
+                          f"{spec.stream_codec.upper()} RTP (payload 96) to this port?")
+    return cap
 
 
 def _check_capture_size(cap: cv2.VideoCapture, spec: SourceSpec) -> None:

@@ -18,6 +18,14 @@ NO_GSTREAMER = (
 )
 
 
+def _decoder(codec: str, jetson: bool) -> str:
+    """Decoder elements to BGRx: Jetson's hardware ``nvv4l2decoder`` (+ ``nvvidconv``), else
+    libav's software decoder."""
+    if jetson:
+        return "nvv4l2decoder ! nvvidconv"
+    return f"avdec_{codec} ! videoconvert"
+
+
 def gstreamer_pipeline(
     spec: SourceSpec,
     width: int | None = None,
@@ -25,14 +33,18 @@ def gstreamer_pipeline(
     fps: int | None = None,
     flip: int | None = None,
     latency: int | None = None,
-    codec: Literal["h264", "h265"] = "h264",
+    codec: Literal["h264", "h265"] | None = None,
+    jetson: bool | None = None,
 ) -> str:
-    """GStreamer launch string ending in ``appsink drop=1 max-buffers=1`` for csi or rtsp.
+    """GStreamer launch string ending in ``appsink drop=1 max-buffers=1`` for csi, rtsp or rtp.
 
     csi: ``nvarguscamerasrc`` → NVMM → ``nvvidconv flip-method`` → BGR. Defaults
     1280x720 at 30 fps, flip 0, unless the URI gives ``?width=&height=&fps=&flip=``; explicit
-    arguments win. rtsp: ``rtspsrc`` → depay/parse → ``nvv4l2decoder`` (Jetson hardware
-    decoder) → BGR, latency 200 ms by default.
+    arguments win. rtsp: ``rtspsrc latency=`` → depay/parse → decoder → BGR. rtp:
+    ``udpsrc`` (every interface, or ``address=`` a multicast group) with RTP caps →
+    ``rtpjitterbuffer latency=`` → depay/parse → decoder → BGR. For both, codec (h264|h265)
+    and latency (ms, default 200) come from the arguments, else the spec (``--input-codec``,
+    ``--latency``); the decoder is ``nvv4l2decoder`` on Jetson, ``avdec_*`` elsewhere.
     """
     tail = "video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=1 max-buffers=1"
     if spec.kind == "csi":
@@ -49,13 +61,29 @@ def gstreamer_pipeline(
             f"video/x-raw(memory:NVMM),width={w},height={h},framerate={f}/1 ! "
             f"nvvidconv flip-method={fl} ! {tail}"
         )
+    if spec.kind not in ("rtsp", "rtp"):
+        raise SourceError(f"no GStreamer pipeline for a {spec.kind} source")
+    c = codec or spec.stream_codec
+    lat = spec.latency_ms if latency is None else latency
+    if c not in ("h264", "h265"):
+        raise SourceError(f"bad codec {c!r}: use h264 or h265")
+    dec = _decoder(c, is_jetson() if jetson is None else jetson)
+    depay = f"rtp{c}depay ! {c}parse ! {dec}"
     if spec.kind == "rtsp":
-        lat = 200 if latency is None else latency
-        return (
-            f'rtspsrc location="{spec.location}" latency={lat} ! rtp{codec}depay ! {codec}parse ! '
-            f"nvv4l2decoder ! nvvidconv ! {tail}"
-        )
-    raise SourceError(f"no GStreamer pipeline for a {spec.kind} source")
+        return f'rtspsrc location="{spec.location}" latency={lat} ! {depay} ! {tail}'
+    host, port = spec.rtp_address
+    address = f" address={host}" if host and host not in ("0.0.0.0", "*") else ""
+    caps = f"application/x-rtp,media=video,clock-rate=90000,encoding-name={c.upper()},payload=96"
+    return f'udpsrc port={port}{address} caps="{caps}" ! rtpjitterbuffer latency={lat} ! {depay} ! {tail}'
+
+
+def rtp_sdp(spec: SourceSpec) -> str:
+    """An SDP description of an rtp source (payload 96, the codec of ``spec``): how FFmpeg
+    (OpenCV without GStreamer) is told what arrives on the port."""
+    host, port = spec.rtp_address
+    enc = "H264" if spec.stream_codec == "h264" else "H265"
+    return (f"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=tvrun\r\nc=IN IP4 {host or '0.0.0.0'}\r\nt=0 0\r\n"
+            f"m=video {port} RTP/AVP 96\r\na=rtpmap:96 {enc}/90000\r\n")
 
 
 def build_info_has_gstreamer(build_info: str) -> bool:

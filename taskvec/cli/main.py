@@ -61,22 +61,32 @@ def convert(src: str, dst: str, config: str | None) -> None:
 @main.command()
 @task_option
 @click.option("--query", required=True, type=click.Path(dir_okay=False), help="query image")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="answer cell, 111×111 PNG")
+@click.option("--out", required=True, type=click.Path(dir_okay=False),
+              help="the answer: the 111×111 cell, or the query's size with --answer-size query")
 @click.option("--example-in", type=click.Path(dir_okay=False), help="example input (default: a built-in pair)")
 @click.option("--example-out", type=click.Path(dir_okay=False), help="example output")
 @click.option("--canvas", type=click.Path(dir_okay=False), help="also write the whole 224×224 canvas")
 @click.option("--zero-shot", is_flag=True, help="no example: the patched zero-shot model (task vector)")
 @click.option("--taskvec", "taskvec_file", type=click.Path(dir_okay=False), help="task-vector file (default: the shipped one)")
 @click.option("--seed", default=0, show_default=True, help="seed of the built-in example / task corruption")
+@click.option("--fit", type=click.Choice(("letterbox", "crop", "squash")), default="letterbox", show_default=True,
+              help="how each image goes into its 111×111 cell: letterbox = whole image, aspect kept, edges "
+                   "mirrored into the rest; crop = the centred square; squash = resized whatever its aspect "
+                   "(the reference code's way)")
+@click.option("--answer-size", type=click.Choice(("cell", "query")), default="cell", show_default=True,
+              help="cell: the 111×111 answer; query: the answer at the query's resolution (the letterbox "
+                   "padding cut off; with --fit crop, the centred square)")
 @model_option
 @cli_errors
-def prompt(task, query, out, example_in, example_out, canvas, zero_shot, taskvec_file, seed, model) -> None:
+def prompt(task, query, out, example_in, example_out, canvas, zero_shot, taskvec_file, seed, fit, answer_size,
+           model) -> None:
     """Answer QUERY by visual prompting (one example pair) or with a task vector (--zero-shot).
 
     The query is used as it is (it is the task's input, e.g. a dark photo for lowlight)."""
     from taskvec.vectors.prompting import run_prompt
 
-    run_prompt(task, query, out, example_in, example_out, canvas, zero_shot, taskvec_file, seed, model)
+    run_prompt(task, query, out, example_in, example_out, canvas, zero_shot, taskvec_file, seed, model, fit=fit,
+               answer_size=answer_size)
     click.echo(f"wrote {out}")
 
 
@@ -149,6 +159,24 @@ def pack(bank: str, out: str) -> None:
 
     size = pack_bank(bank, out)
     click.echo(f"wrote {out} ({size / 2**20:.1f} MiB)")
+
+
+@data.command("example-pairs")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="pairs folder to create (must not exist)")
+@click.option("--kind", type=click.Choice(("dusk", "lowlight", "masks")), default="dusk", show_default=True,
+              help="dusk: gamma 1.6, gain 0.4, blue cast; lowlight: 0.5·photo (the built-in task); masks: "
+                   "scenes and their foreground masks")
+@click.option("--n", "n", default=16, show_default=True, type=click.IntRange(min=1), help="pairs")
+@click.option("--photos", type=click.Choice(("train", "val")), default="val", show_default=True,
+              help="which packaged photos the crops come from (val: never seen by the tiny model)")
+@click.option("--seed", default=0, show_default=True)
+@cli_errors
+def example_pairs(out: str, kind: str, n: int, photos: str, seed: int) -> None:
+    """Write a folder of example pairs, OUT/input/NAME.png ↔ OUT/target/NAME.png, made from the
+    packaged photos — to try `--task pairs:OUT` without pairs of your own."""
+    from taskvec.data.pairs_demo import write_example_pairs
+
+    click.echo(f"wrote {write_example_pairs(out, kind, n, photos, seed)} ({n} {kind} pairs)")
 
 
 def _register_optional_commands() -> None:

@@ -20,9 +20,11 @@ from taskvec.vectors.sites import GRANULARITIES
 
 IMAGES_HELP = (
     "image folder, or packaged:train / packaged:val (crops of the packaged photos; procedural "
-    "scenes with masks for segmentation). Segmentation folders: DIR/images + DIR/masks, or a VOC tree"
+    "scenes with masks for segmentation). Segmentation folders: DIR/images + DIR/masks, or a VOC tree. "
+    "With --task pairs:DIR: train, val or all (its pairs split by name; default: collect train, search all, "
+    "evaluate/figure val)"
 )
-images_option = click.option("--images", required=True, help=IMAGES_HELP)
+images_option = click.option("--images", default=None, help=IMAGES_HELP + " [required for built-in tasks]")
 pool_option = click.option("--pool", default=512, show_default=True, type=click.IntRange(min=1), help="images drawn from packaged:* sources")
 dist_timeout_option = click.option("--dist-timeout", default=600.0, show_default=True, metavar="SECONDS",
                                    help="under torchrun: give up on ranks that cannot be reached (or stall) this long")
@@ -96,7 +98,8 @@ def search(task, images, out, method, granularity, steps, seed, means_file, n_me
     """Search which head outputs to patch so the zero-shot model does TASK.
 
     Writes the task vector, its JSON sidecar and a PNG of the search curve. The image
-    pool is split 75/25 into training and validation queries. Under `torchrun
+    pool is split 75/25 into training and validation queries (a pairs task: its own split
+    by name, means from its train pairs). Under `torchrun
     --nproc-per-node N -m taskvec.cli search …` every search step's forwards are shared
     among the N processes; the same seed gives the same vector as one process."""
     from taskvec.distributed import cli_session
@@ -119,10 +122,12 @@ def search(task, images, out, method, granularity, steps, seed, means_file, n_me
 @click.option("--grs", "grs_file", type=click.Path(dir_okay=False), help="GRS vector (default: searched now)")
 @click.option("--n", "n", default=96, show_default=True, type=click.IntRange(min=2), help="held-out queries (packaged:* sources)")
 @click.option("--seed", default=1, show_default=True, help="seed of the held-out crops/scenes and task parameters")
-@click.option("--train-images", default="packaged:train", show_default=True, help="images for on-the-fly CMA/GRS searches")
+@click.option("--train-images", default=None, help="images for on-the-fly CMA/GRS searches [packaged:train; a pairs task: train]")
+@click.option("--skip-baselines", is_flag=True, help="leave out the CMA and GRS rows unless --cma/--grs give them")
 @model_option
 @cli_errors
-def evaluate(task, images, json_out, taskvec_file, cma_file, grs_file, n, seed, train_images, model) -> None:
+def evaluate(task, images, json_out, taskvec_file, cma_file, grs_file, n, seed, train_images, skip_baselines,
+             model) -> None:
     """Compare zero-shot, one-shot, CMA, GRS and the task vector on held-out IMAGES.
 
     One-shot prompts take their example pair from another held-out image. Prints a
@@ -130,7 +135,7 @@ def evaluate(task, images, json_out, taskvec_file, cma_file, grs_file, n, seed, 
     from taskvec.evaluation.evaluate import finite_results, format_table, run_evaluate
 
     _out_path(json_out, ".json")
-    res = run_evaluate(task, images, model, taskvec_file, cma_file, grs_file, n, seed, train_images)
+    res = run_evaluate(task, images, model, taskvec_file, cma_file, grs_file, n, seed, train_images, skip_baselines)
     with atomic_path(json_out) as tmp:
         tmp.write_text(json.dumps(finite_results(res, json_out), indent=2, allow_nan=False) + "\n")
     click.echo(format_table([res]))
@@ -146,15 +151,16 @@ def evaluate(task, images, json_out, taskvec_file, cma_file, grs_file, n, seed, 
 @click.option("--cma", "cma_file", type=click.Path(dir_okay=False), help="CMA vector (default: searched now)")
 @click.option("--grs", "grs_file", type=click.Path(dir_okay=False), help="GRS vector (default: searched now)")
 @click.option("--seed", default=1, show_default=True)
-@click.option("--train-images", default="packaged:train", show_default=True, help="images for on-the-fly CMA/GRS searches")
+@click.option("--train-images", default=None, help="images for on-the-fly CMA/GRS searches [packaged:train; a pairs task: train]")
+@click.option("--skip-baselines", is_flag=True, help="leave out the CMA and GRS columns unless --cma/--grs give them")
 @model_option
 @cli_errors
-def figure(task, images, out, rows, taskvec_file, cma_file, grs_file, seed, train_images, model) -> None:
+def figure(task, images, out, rows, taskvec_file, cma_file, grs_file, seed, train_images, skip_baselines, model) -> None:
     """Side-by-side grid: query | zero-shot | one-shot | CMA | GRS | task vector | target."""
     from taskvec.evaluation.figure import run_figure
 
     _out_path(out, ".png")
-    run_figure(task, images, out, model, rows, taskvec_file, cma_file, grs_file, seed, train_images)
+    run_figure(task, images, out, model, rows, taskvec_file, cma_file, grs_file, seed, train_images, skip_baselines)
     click.echo(f"wrote {out}")
 
 

@@ -6,6 +6,8 @@
   that split (:data:`taskvec.data.images.VAL_PHOTOS` are held out). For tasks that need
   masks (segmentation) they become procedural scenes (:mod:`taskvec.data.scenes`) whose
   backgrounds and textures are crops of that split's photos.
+- for a pairs task (``--task pairs:DIR``, :mod:`taskvec.data.pairs`): ``train``, ``val`` or
+  ``all`` — its own pairs, split by name.
 - a folder of images (recursive); in the LOL layout (``*/low``, ``*/high``) its clean
   ``high`` images. Tasks that need masks accept two folder layouts:
   ``DIR/images`` + ``DIR/masks`` (paired by file stem; mask pixels > 0.5 grey are
@@ -38,6 +40,7 @@ class ImageSet:
     images: Tensor
     masks: Tensor | None
     source: str  # what --images said, plus how the pool was made
+    val_start: int | None = None  # a pairs task's pool: images[val_start:] are its validation split
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -58,6 +61,10 @@ def load_image_set(spec: str, task: str | Task, n: int = 512, seed: int = 0) -> 
     ``n`` is the pool size for the packaged sources (folders give all their images).
     Raises :class:`~taskvec.data.images.DataError` (one line) for an unusable source."""
     t = get_task(task)
+    from taskvec.data.pairs import PairsTask
+
+    if isinstance(t, PairsTask):
+        return pairs_image_set(t, spec)
     if spec.startswith(PACKAGED_PREFIX):
         return _packaged(spec[len(PACKAGED_PREFIX):], t, n, seed)
     folder = Path(spec)
@@ -73,6 +80,37 @@ def load_image_set(spec: str, task: str | Task, n: int = 512, seed: int = 0) -> 
     sub = folder / "images"
     folder = sub if sub.is_dir() else folder
     return ImageSet(load_folder(folder), None, str(folder))
+
+
+def images_or_default(task: str | Task, images: str | None, pairs_default: str) -> str:
+    """``--images`` as given, or ``pairs_default`` (train / val / all) for a pairs task;
+    a built-in task needs it."""
+    from taskvec.data.pairs import PairsTask
+
+    if images is not None:
+        return images
+    if isinstance(get_task(task), PairsTask):
+        return pairs_default
+    raise DataError("--images is required for a built-in task (an image folder, packaged:train or packaged:val)")
+
+
+def pairs_image_set(task, split: str) -> ImageSet:
+    """A pairs task's ``train``, ``val`` or ``all`` pairs (``all``: train first, ``val_start``
+    marks where the validation pairs begin) — inputs as images, targets as masks."""
+    from taskvec.data.pairs import SPLITS
+
+    if split not in SPLITS:
+        raise DataError(f"{task.label}: a pairs task takes its images from its folder; --images may be "
+                        f"{', '.join(SPLITS)} (its pairs split by name), not {split!r}")
+    idx = task.split_index(split)
+    if not idx:
+        raise DataError(f"pairs folder {task.folder} has {len(task.names)} pair(s), none in its {split} split "
+                        "(a search needs at least 2 pairs; tvexport --graph in-context deploys one)")
+    n_val = len(task.val_names)
+    val_start = len(idx) - n_val if split == "all" and 0 < n_val < len(idx) else None
+    sel = torch.tensor(idx)
+    return ImageSet(task.inputs[sel], task.targets[sel],
+                    f"pairs {task.label} {task.digest[:12]} {split} ({len(idx)} of {len(task.names)})", val_start)
 
 
 def _packaged(split: str, task: Task, n: int, seed: int) -> ImageSet:

@@ -103,12 +103,20 @@ def register_task(task: Task) -> Task:
 
 
 def get_task(name: str | Task) -> Task:
+    """A built-in task by name, a pairs task by its spec ``pairs:DIR[:metric]`` (loaded and
+    registered, :mod:`taskvec.data.pairs`) or by the registry name that spec resolved to."""
     if isinstance(name, Task):
         return name
-    try:
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown task {name!r}; choose from {', '.join(list_tasks())}") from None
+    from taskvec.data.pairs import is_pairs_spec, registered_pairs_task, resolve_pairs
+
+    if is_pairs_spec(name):
+        return resolve_pairs(name)
+    found = registered_pairs_task(name)
+    if found is not None:
+        return found
+    raise ValueError(f"unknown task {name!r}; choose from {', '.join(list_tasks())} or pairs:DIR")
 
 
 def list_tasks() -> list[str]:

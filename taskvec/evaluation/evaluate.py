@@ -14,10 +14,11 @@ import torch
 from torch import Tensor
 
 from taskvec import geometry as G
-from taskvec.data.imagesets import ImageSet, load_image_set
+from taskvec.data.imagesets import ImageSet, images_or_default, load_image_set
 from taskvec.evaluation.metrics import compute_metrics
 from taskvec.model.mae_vqgan import MaeVQGAN
 from taskvec.data.tasks import build_canvases, get_task
+from taskvec.data.pairs import task_identity
 from taskvec.vectors.taskvector import TaskVector, load_taskvector
 
 ROW_ORDER: tuple[str, ...] = ("zero-shot", "one-shot", "cma", "grs", "task-vector")
@@ -71,8 +72,12 @@ def evaluate(
             row["sites"] = tv.num_sites
             row["search"] = tv.method
         rows.append(row)
-    return {"task": task, "images": images.source, "seed": seed, "rows": rows,
-            "input": compute_metrics(task, q_in, target, hole)}  # fmt: skip
+    res = {"task": task, "images": images.source, "seed": seed, "rows": rows,
+           "input": compute_metrics(task, q_in, target, hole)}  # fmt: skip
+    identity = task_identity(task)
+    if identity is not None:
+        res["task_identity"] = identity
+    return res
 
 
 def format_table(results: list[dict[str, Any]]) -> str:
@@ -93,34 +98,43 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 def resolve_methods(
     task: str, model: MaeVQGAN, taskvec_file: str | None, cma_file: str | None, grs_file: str | None,
-    train_images: str = "packaged:train",
+    train_images: str | None = "packaged:train", skip_baselines: bool = False,
 ) -> dict[str, TaskVector | None]:  # fmt: skip
-    """Every row's vector: files where given, the shipped task vector, CMA/GRS searched now otherwise."""
+    """Every row's vector: files where given, the shipped task vector, CMA/GRS searched now
+    otherwise (left out with ``skip_baselines``). ``train_images`` None: packaged:train, or
+    a pairs task's train pairs."""
     methods: dict[str, TaskVector | None] = {"zero-shot": None, "one-shot": None}
-    missing = [m for m, f in (("cma", cma_file), ("grs", grs_file)) if f is None]
+    missing = [] if skip_baselines else [m for m, f in (("cma", cma_file), ("grs", grs_file)) if f is None]
     searched: dict[str, TaskVector] = {}
     if missing:
         from taskvec.vectors.pipeline import POOL_SEED, means_for
         from taskvec.search.driver import run_search
 
+        from taskvec.data.pairs import PairsTask
+
+        train_images = train_images or ("train" if isinstance(get_task(task), PairsTask) else "packaged:train")
         pool = load_image_set(train_images, task, seed=POOL_SEED)
         means = means_for(model, task, pool, None, 512)
         for method in missing:
             searched[method] = run_search(model, means, pool, method)[1]
     for method, f in (("cma", cma_file), ("grs", grs_file)):
-        methods[method] = load_taskvector(task, model, f) if f else searched[method]
+        if f or method in searched:
+            methods[method] = load_taskvector(task, model, f) if f else searched[method]
     methods["task-vector"] = load_taskvector(task, model, taskvec_file)
     return methods
 
 
 def run_evaluate(task: str, images: str, model_spec: str, taskvec_file: str | None, cma_file: str | None,
-                 grs_file: str | None, n: int = 96, seed: int = 1, train_images: str = "packaged:train") -> dict:  # fmt: skip
-    """The ``taskvec evaluate`` command as a function."""
+                 grs_file: str | None, n: int = 96, seed: int = 1, train_images: str | None = "packaged:train",
+                 skip_baselines: bool = False) -> dict:  # fmt: skip
+    """The ``taskvec evaluate`` command as a function (a pairs task: on its val pairs by default)."""
     from taskvec.model.checkpoint import load_model
 
+    task = get_task(task).name
+    images = images_or_default(task, images, "val")
     model = load_model(model_spec)
     held_out = load_image_set(images, task, n=n, seed=seed)
-    methods = resolve_methods(task, model, taskvec_file, cma_file, grs_file, train_images)
+    methods = resolve_methods(task, model, taskvec_file, cma_file, grs_file, train_images, skip_baselines)
     return evaluate(task, held_out, model, methods, seed)
 
 

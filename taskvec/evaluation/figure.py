@@ -45,14 +45,18 @@ def comparison_grid(task: str, images: ImageSet, model: MaeVQGAN, methods: dict[
 
 def run_figure(task: str, images: str, out: str, model_spec: str, rows: int = 6, taskvec_file: str | None = None,
                cma_file: str | None = None, grs_file: str | None = None, seed: int = 1,
-               train_images: str = "packaged:train") -> Path:  # fmt: skip
-    """The ``taskvec figure`` command as a function."""
+               train_images: str | None = "packaged:train", skip_baselines: bool = False) -> Path:  # fmt: skip
+    """The ``taskvec figure`` command as a function (a pairs task: its val pairs by default)."""
+    from taskvec.data.imagesets import images_or_default
+    from taskvec.data.tasks import get_task
     from taskvec.model.checkpoint import load_model
 
+    task = get_task(task).name
+    images = images_or_default(task, images, "val")
     model = load_model(model_spec)
     held_out = load_image_set(images, task, n=max(rows, 2), seed=seed)
     if len(held_out) > rows:
         held_out = held_out.split(rows)[0]
-    methods = resolve_methods(task, model, taskvec_file, cma_file, grs_file, train_images)
+    methods = resolve_methods(task, model, taskvec_file, cma_file, grs_file, train_images, skip_baselines)
     with torch.inference_mode():
         return comparison_grid(task, held_out, model, methods, out, seed)

@@ -24,6 +24,7 @@ from taskvec.search.common import Objective, Queries, SearchResult, plot_curve
 from taskvec.search.grs import GrsConfig, search_grs
 from taskvec.search.reinforce import ReinforceConfig, search_reinforce
 from taskvec.vectors.sites import SiteSpace, enumerate_sites
+from taskvec.data.pairs import task_identity
 from taskvec.vectors.taskvector import TaskVector, make_taskvector
 
 _RUNNERS = {"reinforce": (ReinforceConfig, search_reinforce), "cma": (CmaConfig, search_cma), "grs": (GrsConfig, search_grs)}
@@ -72,10 +73,13 @@ def run_search(
     cfg = make_config(method, seed, steps, **overrides)
     sites = enumerate_sites(model.cfg, granularity)  # type: ignore[arg-type]
     space = SiteSpace(model.cfg, sites)
-    n_val = max(1, int(round(len(pool) * val_fraction)))
-    if len(pool) - n_val < 1:
-        raise UserError(f"need at least 2 images to search, got {len(pool)}")
-    train_pool, val_pool = pool.split(len(pool) - n_val)
+    if pool.val_start is not None:  # a pairs task: its own split by name
+        train_pool, val_pool = pool.split(pool.val_start)
+    else:
+        n_val = max(1, int(round(len(pool) * val_fraction)))
+        if len(pool) - n_val < 1:
+            raise UserError(f"need at least 2 images to search, got {len(pool)}")
+        train_pool, val_pool = pool.split(len(pool) - n_val)
     obj = Objective(model, task, space, means.means(), reward, dist=dist)
     runner = _RUNNERS[method][1]
     result = runner(obj, Queries(task, train_pool, variant), Queries(task, val_pool, variant), cfg, progress=progress)  # type: ignore[operator]
@@ -90,6 +94,9 @@ def run_search(
         meta["site_probabilities"] = {str(s): round(float(p), 4) for s, p in zip(sites, result.probs)}
     if result.scores is not None:
         meta["site_gains"] = {str(s): round(float(g), 4) for s, g in zip(sites, result.scores)}
+    identity = task_identity(task)
+    if identity is not None:
+        meta["task_identity"] = identity
     tv = make_taskvector(model, means, sites, result.selection, method=method, granularity=granularity, **meta)
     return result, tv
 

@@ -11,7 +11,8 @@ from taskvec.vectors.activations import RunningMeans, collect_means
 from taskvec.model.checkpoint import model_fingerprint
 from taskvec.distributed import Dist
 from taskvec.errors import UserError
-from taskvec.data.imagesets import ImageSet, load_image_set
+from taskvec.data.imagesets import ImageSet, images_or_default, load_image_set
+from taskvec.data.tasks import get_task
 from taskvec.model.mae_vqgan import MaeVQGAN
 from taskvec.vectors.taskvector import TaskVector
 
@@ -78,6 +79,8 @@ def run_collect(task: str, images: str, out: str, model_spec: str, n: int, batch
 
     dist = dist or Dist()
     with dist.together():
+        task = get_task(task).name  # pairs:DIR → its registry name (folder read and hashed)
+        images = images_or_default(task, images, "train")
         model = load_model(model_spec, device=dist.device)
         pool = load_image_set(images, task, n=pool_size, seed=POOL_SEED)
     return collect_to_file(model, task, pool, out, n, batch, seed, resume, variant=variant, dist=dist,
@@ -108,11 +111,15 @@ def run_search_cli(task: str, images: str, out: str, method: str, granularity: s
 
     dist = dist or Dist()
     with dist.together():
+        task = get_task(task).name
+        images = images_or_default(task, images, "all")
         model = load_model(model_spec, device=dist.device)
         pool = load_image_set(images, task, n=pool_size, seed=POOL_SEED)
         means = means_for(model, task, pool, means_file, n_means, variant=variant) if means_file else None
+    # a pairs task's means come from its train pairs only (its validation pairs stay unseen)
+    means_pool = pool.split(pool.val_start)[0] if pool.val_start is not None else pool
     if means is None:
-        means = means_for(model, task, pool, None, n_means, variant=variant, dist=dist, progress=dist.is_main)
+        means = means_for(model, task, means_pool, None, n_means, variant=variant, dist=dist, progress=dist.is_main)
     dist.agree("search", {"task": task, "method": method, "granularity": granularity, "steps": steps, "seed": seed,
                           "reward": reward, "variant": variant, "images": pool.source, "pool": pool_digest(pool),
                           "model": model_fingerprint(model), "means": {k: means.info.get(k) for k in

@@ -65,7 +65,7 @@ def resolve_task(task: str, model: str | MaeVQGAN = DEFAULT_MODEL, taskvec: Task
     task and model); ``with_taskvector=False`` for commands that need none (the one-shot
     prompt, the in-context graph)."""
     try:
-        get_task(task)
+        task = get_task(task).name  # pairs:DIR → its registry name
     except ValueError as e:
         raise UserError(str(e)) from None
     if isinstance(model, MaeVQGAN):

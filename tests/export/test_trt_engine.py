@@ -58,20 +58,22 @@ def test_load_engine_without_tensorrt_is_one_line(tmp_path):
 
 
 def test_trtexec_hint(tmp_path):
-    hint = trt.trtexec_hint(tmp_path / "lowlight.onnx", "fp16", 4, trt_version="10.3.0", gpu="Orin")
+    from export import trtexec
+
+    hint = trtexec.trtexec_hint(tmp_path / "lowlight.onnx", "fp16", 4, trt_version="10.3.0", gpu="Orin")
     assert "<" not in hint and ">" not in hint  # no placeholders a shell would take as redirections
     for part in ("--onnx=", "--saveEngine=", "--fp16", "--precisionConstraints=obey", "--minShapes=image:1x111x111x3",
                  "--optShapes=image:4x111x111x3", "--maxShapes=image:4x111x111x3",
                  f"--timingCacheFile={tmp_path / 'timing.trt10.3.0.orin.cache'}",
                  f"--saveEngine={tmp_path / 'lowlight.trt10.3.0.orin.fp16.engine'}"):
         assert part in hint
-    eleven = trt.trtexec_hint(tmp_path / "lowlight.onnx", "fp16", 4, trt_version="11", gpu="Orin")
+    eleven = trtexec.trtexec_hint(tmp_path / "lowlight.onnx", "fp16", 4, trt_version="11", gpu="Orin")
     for gone in ("--fp16", "--precisionConstraints", "--layerPrecisions", "--stronglyTyped"):
         assert gone not in eleven  # removed in TensorRT 11 (every network strongly typed)
     assert f"--onnx={tmp_path / 'lowlight.fp16.onnx'}" in eleven
-    assert "--stronglyTyped" in trt.trtexec_hint(tmp_path / "lowlight.onnx", "fp32", 4, trt_version="10", gpu="Orin")
+    assert "--stronglyTyped" in trtexec.trtexec_hint(tmp_path / "lowlight.onnx", "fp32", 4, trt_version="10", gpu="Orin")
     with pytest.raises(UserError, match="10.x"):
-        trt.trtexec_plan(tmp_path / "lowlight.onnx", trt_version="8.6")
+        trtexec.trtexec_plan(tmp_path / "lowlight.onnx", trt_version="8.6")
 
 
 @pytest.mark.tensorrt

@@ -103,3 +103,19 @@ def test_sample_source_uses_the_cache(tmp_path):
     with open_source(uri, cache_dir=tmp_path) as src:
         assert sum(1 for _ in src) == 2
     assert made[0].stat().st_mtime_ns == stamp  # reused, not regenerated
+
+
+def test_before_after_outlines_the_hole(tmp_path):
+    before = np.full((60, 80, 3), 128, np.uint8)
+    after = before.copy()
+    hole = np.zeros((60, 80), np.uint8)
+    hole[20:40, 30:50] = 255
+    plain = cv2.imread(str(write_before_after(before, after, tmp_path / "a.png")))
+    marked = cv2.imread(str(write_before_after(before, after, tmp_path / "b.png", hole=hole)))
+    assert plain.shape == marked.shape
+    magenta = (marked[..., 0] > 200) & (marked[..., 2] > 200) & (marked[..., 1] < 80)
+    left, right = magenta[:, :80], magenta[:, 84:]
+    ys, xs = np.nonzero(left)
+    assert left.sum() > 40 and 18 <= ys.min() and ys.max() <= 41 and 28 <= xs.min() and xs.max() <= 51  # on the edge
+    assert 0 < right.sum() < left.sum()  # dashed on the output panel
+    assert not magenta[30, 40] and not ((plain[..., 1] < 80) & (plain[..., 0] > 200)).any()

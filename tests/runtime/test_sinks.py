@@ -112,3 +112,52 @@ def test_window_without_display_is_a_clear_error(tmp_path, monkeypatch):
             assert isinstance(tee, TeeSink) and tee.path == out
             tee.write(frame(0))
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ codecs
+
+
+def test_tvrun_output_mp4_is_h264_read_back(tmp_path, exported_lowlight, clip):
+    """``tvrun --output x.mp4`` writes H.264 (the codec read back by OpenCV's own FFmpeg),
+    and --stats names it; --output-codec mp4v keeps the old MPEG-4 Part 2 writer."""
+    import json
+
+    from click.testing import CliRunner
+
+    from runtime.cli import main
+    from runtime.encoders import video_codec
+
+    onnx, _, _ = exported_lowlight
+    for codec, want in (("auto", "h264"), ("mp4v", "mpeg4")):
+        out, stats = tmp_path / f"{codec}.mp4", tmp_path / f"{codec}.json"
+        r = CliRunner().invoke(main, ["--source", str(clip), "--task", "lowlight", "--onnx", str(onnx), "--headless",
+                                      "--output", str(out), "--output-codec", codec, "--stats", str(stats)])
+        assert r.exit_code == 0, r.output
+        assert video_codec(out) == want
+        cap = cv2.VideoCapture(str(out))
+        n = 0
+        while cap.read()[0]:
+            n += 1
+        cap.release()
+        assert n == 9  # every frame of the clip, decodable
+        assert json.loads(stats.read_text())["output_codec"] == ("h264" if codec == "auto" else "mp4v")
+
+
+def test_h264_sink_odd_sizes_and_fallback(tmp_path, monkeypatch):
+    from runtime import sinks
+    from runtime.encoders import video_codec
+
+    img = np.full((47, 63, 3), 100, np.uint8)  # odd: 4:2:0 cannot hold it, written as 4:4:4
+    with sinks.VideoFileSink(tmp_path / "odd.mp4", 10.0) as s:
+        for _ in range(3):
+            s.write(img)
+    assert s.codec == "h264" and video_codec(tmp_path / "odd.mp4") == "h264"
+    assert sinks.count_video_frames(tmp_path / "odd.mp4") == 3
+    assert sinks.resolve_codec("a.avi") == ("mjpg", "the .avi default")
+    monkeypatch.setattr(sinks, "h264_available", lambda: False)
+    codec, why = sinks.resolve_codec("a.mp4")
+    assert codec == "mp4v" and "PyAV is not installed" in why
+    with pytest.raises(sinks.SinkError, match="needs PyAV"):
+        sinks.resolve_codec("a.mp4", "h264")
+    with pytest.raises(sinks.SinkError, match="for video files"):
+        sinks.check_output_path(str(tmp_path / "frames") + "/", "h264")

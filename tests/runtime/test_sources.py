@@ -114,13 +114,14 @@ def test_csi_pipeline_elements():
 
 
 def test_rtsp_pipeline_elements():
+    """On Jetson (the only place rtsp goes through GStreamer): the hardware decoder."""
     url = "rtsp://cam.local:8554/live"
-    p = gstreamer_pipeline(parse_source(url), latency=50)
+    p = gstreamer_pipeline(parse_source(url), latency=50, jetson=True)
     for part in (f'rtspsrc location="{url}" latency=50', "rtph264depay", "h264parse", "nvv4l2decoder",
                  "nvvidconv", "videoconvert", "appsink drop=1 max-buffers=1"):
         assert part in p
     assert "latency=200" in gstreamer_pipeline(parse_source(url))
-    p265 = gstreamer_pipeline(parse_source(url), codec="h265")
+    p265 = gstreamer_pipeline(parse_source(url), codec="h265", jetson=True)
     assert "rtph265depay ! h265parse ! nvv4l2decoder" in p265
     with pytest.raises(SourceError):
         gstreamer_pipeline(parse_source("clip.mp4"))

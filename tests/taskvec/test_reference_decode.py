@@ -25,7 +25,8 @@ from taskvec import geometry as G
 from taskvec.model.checkpoint import convert_checkpoint, load_model
 from taskvec.model.config import get_config
 from taskvec.model.mae_vqgan import MaeVQGAN
-from taskvec.vectors.prompting import read_rgb, run_prompt
+from taskvec.data.images import load_image
+from taskvec.vectors.prompting import run_prompt
 
 
 def nontrivial_state_dict(cfg_name: str, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -101,7 +102,7 @@ def test_prompt_answer_is_the_full_grid_decode(tmp_path, cfg_name):
     weights = _published_checkpoint(tmp_path, cfg_name)
     model = load_model(str(weights))
     cells = _write_cells(tmp_path)
-    q, ex_in, ex_out = (read_rgb(cells[k]) for k in ("query", "example_in", "example_out"))
+    q, ex_in, ex_out = (load_image(cells[k])[None] for k in ("query", "example_in", "example_out"))
     tv = random_taskvector(model, "lowlight", every=2)
     tv_path = tmp_path / "tv.safetensors"
     tv.save(tv_path)

@@ -81,7 +81,6 @@ class Sink {
   virtual void abort() {}
   virtual int poll_key() { return -1; }
   long frames_written = 0;
-  std::string codec;  // a video file's codec ("mjpg", "mp4v"; --stats output_codec), empty otherwise
 };
 
 /// A .png without its IEND chunk or a .jpg without its EOI marker (refused before decoding).

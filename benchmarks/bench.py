@@ -19,7 +19,7 @@ import contextlib
 import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +28,7 @@ import numpy as np
 from benchmarks.bench_report import BACKEND_ORDER, compute_ratios
 from benchmarks.graph_runners import (PRECISIONS, Runner, engine_for, matmul_peak, ort_runner, time_loop, torch_runner,
                                       trt_runner)
+from benchmarks.native_runtime import native_binary, native_ratios, native_row
 from benchmarks.stats import HEADLINE, host_load_warnings, latency_stats, load_average, ratio_warnings, throughput
 from taskvec.errors import UserError
 
@@ -274,11 +275,27 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
                 if cfg.frames > 0 and cfg.task in E2E_TASKS:
                     done += 1
                     log(f"[{done}/{plan}] end to end:")
-                    row, per_frame = end_to_end(cfg, backend, precision, model, tv, onnx["task-vector"], engines,
+                    native = native_binary() if (backend, precision) == ("onnxruntime", "fp32") else None
+                    e2e_cfg = cfg
+                    if native is not None:  # both runtimes read the same file
+                        from benchmarks.native_runtime import materialise_source
+
+                        e2e_cfg = replace(cfg, source=materialise_source(cfg.source or f"sample:{cfg.task}",
+                                                                         cfg.task, workdir))
+                    row, per_frame = end_to_end(e2e_cfg, backend, precision, model, tv, onnx["task-vector"], engines,
                                                 macs["task-vector"], power, log)
                     results.append(row)
                     samples[row["name"]] = per_frame
                     log(_line(row))
+                    for spin in (False, True) if native is not None else ():  # default, then like Python's session
+                        nrow, nper = native_row(e2e_cfg, native, onnx["task-vector"], row, macs["task-vector"], log,
+                                                spin=spin)
+                        results.append(nrow)
+                        samples[nrow["name"]] = nper
+                        log(_line(nrow))
+        if cfg.frames > 0 and cfg.task in E2E_TASKS and native_binary() is None:
+            skipped.append({"what": "tvrun-native end-to-end", "reason": "build/tvrun-native is not built "
+                            "(cmake -S . -B build && cmake --build build) and $TVRUN_NATIVE is not set"})
         if cfg.frames > 0 and cfg.task not in E2E_TASKS:
             skipped.append({"what": "end-to-end", "reason": f"tvrun has no predictor for {cfg.task!r}"})
         power_summary = power.summary() if power.available else None
@@ -291,6 +308,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
     env["host_load_average"] = {"start": list(load_start) if load_start else None,
                                 "end": list(load_end) if load_end else None}
     env["torch_threads"] = _torch_threads()
+    ratios = compute_ratios(results)
+    ratios.update(native_ratios(results))
     warnings = host_load_warnings(load_start, load_end) + ratio_warnings(results)
     for w in warnings:
         log(f"warning: {w}")
@@ -298,7 +317,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
         "environment": env,
         "config": {**asdict(cfg), "backends": backends, "model_config": model.cfg.name, "head": model.cfg.head},
         "results": results,
-        "ratios": compute_ratios(results),
+        "ratios": ratios,
         "peak_gmac_s": peaks,
         "gmac_per_frame": macs,
         "skipped": skipped,

@@ -158,6 +158,10 @@ def to_markdown(report: dict) -> str:
             src = r["source"] + (f" (--transfer {r['transfer']})" if r.get("transfer") else "")
             lines.append(f"| {r['runner']} | {r['precision']} | {src} {r['resolution'][0]}x{r['resolution'][1]} "
                          f"| {r['iterations']} | {_lat_cells(r)} | {r['fps']:.1f} | {cells} |")
+        over = [r for r in e2e if r.get("overhead_ms_per_frame") is not None]
+        if over:
+            lines += ["", "Per-frame overhead (all but the graph call: 1000 / FPS − mean infer): " + "; ".join(
+                f"{r['runner']}: {r['overhead_ms_per_frame']:.2f} ms" for r in over) + "."]
     lines += ["", "## Ratios (p50 latency, this run; A / B < 1 means A is faster)", "", "| comparison | ratio |",
               "|---|---:|"]
     lines += [f"| {k} | {v:.3f} |" for k, v in report["ratios"].items()]

@@ -1,6 +1,7 @@
 """Low-light quality at full resolution: tvrun's transfers against the classical filters.
 
-    python -m benchmarks.lowlight_quality [--onnx FILE] [--photos val|train] [--frames 120] [--every 4]
+    python -m benchmarks.lowlight_quality [--onnx FILE] [--photos val|train|bank-val] [--bank runs/bank]
+        [--frames 120] [--every 4]
         [--json benchmarks/results/lowlight_quality.json] [--markdown benchmarks/results/lowlight_quality.md]
         [--picture docs/images/demo_before_after.jpg]
 
@@ -14,8 +15,13 @@ Rows: the dark input, ``tvrun`` in each transfer mode (:mod:`runtime.lowlight`),
 filters a user would reach for — auto-gamma, CLAHE on L, percentile stretch + gamma, the
 same + ``cv2.fastNlMeansDenoisingColored`` — each with its median time per frame.
 
-The transfer's parameters were chosen with ``--photos train`` (the training photos); the
-README reports ``--photos val`` (held out, the sample clip's photos) once.
+Which photos chose what: the transfer's denoise parameters were chosen with ``--photos
+train`` (the training photos); the shadow-lift rule (``lift``, in stops of exposure) with
+``--photos bank-val`` — the wallpapers of the *val* split of the image bank
+(``taskvec data fetch --out runs/bank``; its test split is never read here), checked on
+the training photos. ``--photos val`` (held out, the sample clip's photos) only reports:
+it has been run 4 times in all (twice in the first round of tuning, once in the second,
+once for the lift rule).
 """
 
 from __future__ import annotations
@@ -107,19 +113,38 @@ def _summary(rows: list[tuple[float, float]], ms: list[float]) -> dict:
             "ms_per_frame": round(float(statistics.median(ms)), 2) if ms else 0.0, "frames_scored": len(rows)}
 
 
+PHOTO_SETS = ("val", "train", "bank-val")
+PHOTOS_NOTE = {"val": "held-out photos (the sample clip's)", "train": "training photos",
+               "bank-val": "validation split of the image bank (`taskvec data fetch`), where the transfer was chosen"}
+
+
+def clean_frames(photos: str, frames: int, size: tuple[int, int], seed: int = 0,
+                 bank: str | Path = "runs/bank") -> list[np.ndarray]:
+    """The clean frames (uint8 HxWx3 BGR) of the demo camera path over ``photos``: the packaged
+    ``val``/``train`` photos, or ``bank-val`` — the wallpapers of the val split of the bank
+    folder ``bank`` (never its test split), shrunk like the packaged photos."""
+    if photos not in PHOTO_SETS:
+        raise UserError(f"unknown --photos {photos!r}; choose from {', '.join(PHOTO_SETS)}")
+    if photos == "bank-val":
+        from taskvec.bank import bank_photos
+
+        return list(sample_frames(frames, size, seed, photos=list(bank_photos(bank, "val").values())))
+    return list(sample_frames(frames, size, seed, photos))
+
+
 def evaluate(onnx: str, photos: str = "val", frames: int = 120, every: int = 4, seed: int = 0,
              modes: tuple[str, ...] = TRANSFER_MODES, keep: int | None = None, log=print,
-             backend=None, size: tuple[int, int] = (640, 480)) -> dict:
+             backend=None, size: tuple[int, int] = (640, 480), bank: str | Path = "runs/bank") -> dict:
     """All rows for every setting; ``keep``: index of a scored frame whose images are
     returned under ``_images`` (for the picture); ``backend``: use this one instead of
-    opening ``onnx`` with ONNX Runtime."""
+    opening ``onnx`` with ONNX Runtime; ``bank``: the bank folder of ``photos="bank-val"``."""
     from contextlib import nullcontext
 
     from runtime.backends.onnxruntime import OrtBackend
     from runtime.predictor import LowLightEnhancer
     from runtime.timing import StageTimer
 
-    clean = list(sample_frames(frames, size, seed, photos))
+    clean = clean_frames(photos, frames, size, seed, bank)
     scored = list(range(0, frames, every))
     results: dict[str, dict] = {}
     images: dict[str, dict[str, np.ndarray]] = {}
@@ -211,8 +236,11 @@ def write_picture(images: dict[str, np.ndarray], path: str | Path,
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.lowlight_quality", description=__doc__.split("\n\n")[0])
     ap.add_argument("--onnx", default=None, help="low-light graph (default: tiny + the shipped realistic vector)")
-    ap.add_argument("--photos", choices=("val", "train"), default="val",
-                    help="val: held-out photos (the sample clip's); train: the photos the transfer was tuned on")
+    ap.add_argument("--photos", choices=PHOTO_SETS, default="val",
+                    help="val: held-out photos (the sample clip's), report only; train: the training photos; "
+                         "bank-val: the image bank's val split (--bank), to choose the transfer on")
+    ap.add_argument("--bank", default="runs/bank", help="image bank folder or .tar for --photos bank-val "
+                                                         "(make one with `taskvec data fetch --out runs/bank`)")
     ap.add_argument("--frames", type=int, default=120)
     ap.add_argument("--every", type=int, default=4, help="score every N-th frame")
     ap.add_argument("--json", default=None, help="default benchmarks/results/lowlight_quality_<photos>.json")
@@ -228,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             onnx, note = graph_for("lowlight", args.onnx, Path(tmp))
             n_scored = len(range(0, args.frames, args.every))
             rep = evaluate(onnx, args.photos, args.frames, args.every, keep=n_scored // 2 if args.picture else None,
-                           log=lambda s: print(s, file=sys.stderr, flush=True))
+                           log=lambda s: print(s, file=sys.stderr, flush=True), bank=args.bank)
     except (UserError, ValueError, OSError) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
         return 2
@@ -237,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     images = rep.pop("_images")
     report = {
         "benchmark": "lowlight_quality", "graph": note, "photos": args.photos,
-        "photos_note": "held-out photos (the sample clip's)" if args.photos == "val" else "training photos (tuning)",
+        "photos_note": PHOTOS_NOTE[args.photos],
         "command": "python -m benchmarks.lowlight_quality " + " ".join(argv if argv is not None else sys.argv[1:]),
         "frames_note": f"{args.frames} frames of the demo camera path, every {args.every}th scored "
                        f"({len(rep['scored_frames'])} per setting).",

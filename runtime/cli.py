@@ -167,8 +167,9 @@ def check_graph_options(task: str, engine: str | None, onnx: str | None, backend
               help="low-light denoise/temporal: Gaussian sigma (pixels) on the full-resolution luma whose detail "
                    "is kept, applied when the frame's noise sigma is >= 1 grey level; 0 = off [0.7]")
 @click.option("--lift", default=None, metavar="LO,HI",
-              help="low-light denoise/temporal: the graph's shadow lift is kept in full while the frame, exposed "
-                   "to its brightest pixel, has mean luma <= LO, and dropped from mean luma HI on [0.3,0.4]")
+              help="low-light denoise/temporal: the graph's shadow lift is dropped while the frame needs at most "
+                   "LO stops of exposure (log2 of the gain that takes its brightest pixel to the graph's), and kept "
+                   "in full from HI stops [1.2,1.7]")
 @click.option("--temporal-alpha", type=click.FloatRange(min=0, max=1, min_open=True), default=None, metavar="A",
               help="low-light temporal: weight of each new frame where nothing moves [0.25]")
 @click.option("--before-after", default=None, metavar="PNG", help="write one input|output frame side by side")

@@ -11,10 +11,12 @@ Modes (``LowLightParams.mode``, ``tvrun --transfer``):
   the bright end, ``max(answer luma) / max(input luma)`` — the very top, because the graph's
   tone curve is concave: below white it brightens more than linearly, so a lower percentile
   over-exposes a dim frame whose highlights are not white) and the shadow lift the graph
-  adds on top; the lift is kept with weight ``t`` (``G' = W·(G/W)^t``), ``t`` falling from 1
-  to 0 as the input exposed by ``W`` has mean luma from ``lift[0]`` to ``lift[1]`` — a frame
-  that is merely dim (it looks normal once exposed) gets the exposure and no lift, so it is
-  not over-brightened or colour-shifted. (2) *denoise before brightening*: the frame's
+  adds on top; the lift is kept with weight ``t`` (``G' = W·(G/W)^t``), ``t`` following the
+  frame's actual darkness — how many stops of exposure it needs, ``log2 W``: 0 up to
+  ``lift[0]`` stops, rising to 1 at ``lift[1]`` stops. A frame that is merely dim (a stop
+  under, as the paper's 0.5×) gets the exposure and no lift, so it is not over-brightened
+  or colour-shifted; a low-light frame (a γ2 ×0.35 frame needs 1.5 stops at its white, more
+  below) gets the graph's tone curve. (2) *denoise before brightening*: the frame's
   noise σ is estimated (Immerkær's Laplacian-difference estimator on luma) and the frame
   goes through a self-guided filter whose ``eps = (noise_k·σ)²`` makes it a local Wiener
   gate: windows whose luma varies within the noise are averaged, detail that stands above
@@ -59,12 +61,13 @@ class LowLightParams:
     """Parameters of the transfer (grey levels are on the 0–255 scale; the rest unitless).
 
     Chosen on clips of the *training* photos (``python -m benchmarks.lowlight_quality
-    --photos train``), never on the held-out ones the README reports."""
+    --photos train``); ``lift`` on the image bank's validation split (``--photos bank-val``),
+    checked on the training photos — never on the held-out ones the README reports."""
 
     mode: TransferMode = "denoise"
     eps: float = 1.0  # gain = (answer + eps) / (input + eps), grey levels
     max_gain: float = 40.0  # the gain is clipped to [1/max_gain, max_gain]
-    lift: tuple[float, float] = (0.3, 0.4)  # exposed mean luma where the shadow lift fades out
+    lift: tuple[float, float] = (1.2, 1.7)  # stops of exposure (log2 W) over which the shadow lift fades in
     white_pct: float = 100.0  # percentile that defines the exposure W (100: the brightest pixel)
     noise_k: float = 6.0  # detail is kept where the local luma std exceeds about noise_k·σ
     guide_blur: float = 0.7  # Gaussian σ (full-res px) on the detail luma of a noisy frame; 0: off
@@ -76,8 +79,8 @@ class LowLightParams:
         if self.mode not in TRANSFER_MODES:
             raise UserError(f"unknown low-light transfer {self.mode!r}; choose from {', '.join(TRANSFER_MODES)}")
         lo, hi = (float(v) for v in self.lift)
-        if not (0.0 <= lo < hi <= 1.0):
-            raise UserError(f"bad lift range {self.lift}: need 0 <= low < high <= 1 (mean luma)")
+        if not (0.0 <= lo < hi <= 8.0):
+            raise UserError(f"bad lift range {self.lift}: need 0 <= low < high <= 8 (stops of exposure)")
         self.lift = (lo, hi)
         if self.noise_k < 0 or self.base_radius < 1 or self.guide_blur < 0:
             raise UserError("noise_k and guide_blur must be >= 0 and base_radius >= 1")
@@ -114,7 +117,7 @@ def lowlight_params(mode: str = "denoise", noise_k: float | None = None, lift: s
         try:
             pair = tuple(float(v) for v in lift.replace(" ", "").split(","))
         except ValueError:
-            raise UserError(f"bad --lift {lift!r}: expected LO,HI, e.g. 0.3,0.4") from None
+            raise UserError(f"bad --lift {lift!r}: expected LO,HI, e.g. 1.2,1.7") from None
         if len(pair) != 2:
             raise UserError(f"bad --lift {lift!r}: expected two numbers LO,HI")
     return LowLightParams.from_options(mode, noise_k=noise_k, lift=pair, temporal_alpha=temporal_alpha,
@@ -134,16 +137,16 @@ def exposure_split(cells_in: np.ndarray, cells_out: np.ndarray, p: LowLightParam
     """(W, t) of one frame from all its cells (uint8 [N,111,111,3] in and out).
 
     ``W``: the linear exposure, the answer's bright end (``white_pct``) over the input's (≥ 1, ≤ max_gain).
-    ``t`` ∈ [0,1]: how much of the graph's shadow lift to keep — 1 while the input exposed
-    by ``W`` is still dark (mean luma ≤ ``lift[0]``), 0 once it looks normal (≥ ``lift[1]``)."""
+    ``t`` ∈ [0,1]: how much of the graph's shadow lift to keep, from the frame's darkness in
+    stops, ``log2 W``: 0 up to ``lift[0]``, 1 from ``lift[1]``, linear between — the lift is
+    for frames far from a normal exposure, not for one a stop or so under."""
     grey_in = cv2.cvtColor(np.ascontiguousarray(cells_in.reshape(-1, cells_in.shape[-2], 3)), cv2.COLOR_BGR2GRAY)
     grey_out = cv2.cvtColor(np.ascontiguousarray(cells_out.reshape(-1, cells_out.shape[-2], 3)), cv2.COLOR_BGR2GRAY)
     hi_in = float(np.percentile(grey_in, p.white_pct)) + p.eps
     hi_out = float(np.percentile(grey_out, p.white_pct)) + p.eps
     w = float(np.clip(hi_out / hi_in, 1.0, p.max_gain))
-    exposed = float(np.minimum(grey_in.astype(np.float32) * np.float32(w / 255.0), 1.0).mean())
     lo, hi = p.lift
-    return w, float(np.clip((hi - exposed) / (hi - lo), 0.0, 1.0))
+    return w, float(np.clip((np.log2(w) - lo) / (hi - lo), 0.0, 1.0))
 
 
 def limit_lift(gain: np.ndarray, w: float, t: float) -> np.ndarray:

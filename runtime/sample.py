@@ -91,11 +91,15 @@ def frame_seed(seed: int, i: int) -> int:
     return seed * 1_000_003 + i
 
 
-def sample_frames(frames: int = 120, size: tuple[int, int] = (640, 480), seed: int = 0, split: str = "val"):
+def sample_frames(frames: int = 120, size: tuple[int, int] = (640, 480), seed: int = 0, split: str = "val",
+                  photos: list[np.ndarray] | None = None):
     """The clean frames of the demo clip (uint8 HxWx3 BGR), one by one: a slow pan and zoom
-    across each photo of ``split`` in turn (``val``: the held-out photos)."""
+    across each photo of ``split`` in turn (``val``: the held-out photos), or of ``photos``
+    (uint8 BGR, e.g. :func:`taskvec.bank.bank_photos`) when given."""
     w, h = int(size[0]), int(size[1])
-    photos = _photos_bgr(split)
+    photos = _photos_bgr(split) if photos is None else list(photos)
+    if not photos:
+        raise UserError("no photos to make frames from")
     per = int(np.ceil(frames / len(photos)))
     phases = np.random.default_rng(seed).uniform(0, 1, len(photos))
     for i in range(frames):

@@ -70,6 +70,27 @@ class ImageBank:
         return cls(walls, stamps, manifest_hash(folder), {e.group for e in entries})
 
 
+def bank_photos(folder: str | Path, split: Split, max_side: int = 512) -> dict[str, np.ndarray]:
+    """The wallpapers of ``split`` as uint8 HxWx3 BGR photos, longer side shrunk to ≤ ``max_side``
+    (area), keyed by their path in the bank: the frames' source for clips of a bank split
+    (``benchmarks.lowlight_quality --photos bank-val``). Same size as the packaged photos."""
+    from taskvec.fetch import _fit
+
+    folder = Path(folder)
+    entries = sorted((e for e in read_manifest(folder) if e.split == split and e.kind == "wallpaper"),
+                     key=lambda e: e.path)
+    if not entries:
+        raise UserError(f"{folder}: no {split} wallpapers in the manifest")
+    out = {}
+    with _reader(folder) as read:
+        for e in entries:
+            img = cv2.imdecode(np.frombuffer(read(e.path), np.uint8), cv2.IMREAD_COLOR)
+            if img is None:
+                raise UserError(f"{folder / e.path}: unreadable image listed in the manifest")
+            out[e.path] = np.ascontiguousarray(_fit(img, max_side))
+    return out
+
+
 @contextmanager
 def _reader(bank: Path) -> Iterator[Callable[[str], bytes]]:
     """``read(rel) → bytes`` of a file in a bank folder or a packed bank (closed on exit)."""

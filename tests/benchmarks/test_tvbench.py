@@ -16,7 +16,10 @@ from benchmarks.bench import latency_stats
 from benchmarks.bench_report import check_output_paths, compute_ratios
 from benchmarks.cli import main, split_list
 from benchmarks.graph_runners import time_loop
+from benchmarks.native_runtime import native_binary
 from taskvec.errors import UserError
+
+NATIVE = ("onnxruntime-native", "onnxruntime-native-spin")  # tvbench rows of tvrun-native (when built)
 
 SOURCE = "sample:lowlight?frames=4&width=96&height=72"
 FAST = ["--model", "random:micro_pixel", "--iters", "4", "--warmup", "1", "--frames", "3", "--source", SOURCE]
@@ -109,11 +112,18 @@ def test_json_schema(bench_run):
             assert 0 < r["throughput_fps"] <= 1e3 * r["batch"] / lat["mean"] * 1.001 + 0.01
         else:  # end to end: frames / wall time (capture overlaps on its own thread)
             assert r["throughput_fps"] == r["fps"] > 0
-        assert r["backend"] in ("onnxruntime", "torch") and r["precision"] == "fp32" and r["batch"] in (1, 2)
+        assert r["backend"] in ("onnxruntime", "torch", *NATIVE) and r["precision"] == "fp32" and r["batch"] in (1, 2)
         graphs.add((r["graph"], r["scope"]))
     assert {("task-vector", "graph"), ("in-context", "graph"), ("task-vector", "end-to-end")} <= graphs
-    e2e = [r for r in report["results"] if r["scope"] == "end-to-end"]
+    e2e = [r for r in report["results"] if r["scope"] == "end-to-end" and r["backend"] not in NATIVE]
     assert len(e2e) == 2 and all("infer" in r["stages_ms"] and r["iterations"] == 3 for r in e2e)
+    native = [r for r in report["results"] if r["backend"] in NATIVE]
+    if native_binary() is None:  # tvrun-native not built: said under skipped, no rows
+        assert not native and any("tvrun-native" in s["what"] for s in report["skipped"])
+    else:  # with and without ONNX Runtime spinning, each against the Python onnxruntime row
+        assert {r["backend"] for r in native} == set(NATIVE) and all(r["iterations"] == 3 for r in native)
+        assert all(r["overhead_ms_per_frame"] is not None for r in native)
+        assert any(k.startswith("end-to-end overhead per frame") for k in report["ratios"])
     graph_rows = [r for r in report["results"] if r["scope"] == "graph"]
     assert all(r["iterations"] == 4 and 0 < r["pct_of_peak"] and r["peak_gmac_s"] > 0 for r in graph_rows)
 

@@ -84,11 +84,12 @@ def test_merely_dim_frame_is_not_overshot():
 def test_dim_frame_without_white_highlights_is_exposed_by_its_brightest_pixel():
     # a scene whose brightest value is 0.8, at 0.5x: the graph's concave curve brightens the
     # lower percentiles more than 2x; the brightest pixel gives an exposure closer to 2
+    # (the lift is switched off in both, lift=(7.5, 8) stops: this checks the exposure W alone)
     clean = to_u8(smooth_scene(640, 480) * (0.8 / 0.9))
     dim = (clean // 2).astype(np.uint8)
     be = CurveBackend()
-    new = LowLightEnhancer(be)(dim)
-    pct = LowLightEnhancer(be, params=LowLightParams(white_pct=99.0))(dim)
+    new = LowLightEnhancer(be, params=LowLightParams(lift=(7.5, 8.0)))(dim)
+    pct = LowLightEnhancer(be, params=LowLightParams(white_pct=99.0, lift=(7.5, 8.0)))(dim)
     assert new.mean() / clean.mean() == pytest.approx(1.0, abs=0.2)
     assert abs(new.mean() / clean.mean() - 1) < 0.65 * abs(pct.mean() / clean.mean() - 1)
 
@@ -111,6 +112,26 @@ def test_softer_detail_luma_lowers_the_error_on_a_noisy_textured_frame():
     soft = denoise(noisy, grey_of(noisy), var, LowLightParams())
     raw = denoise(noisy, grey_of(noisy), var, LowLightParams(guide_blur=0))
     assert rmse(soft, clean) < rmse(raw, clean)
+
+
+def test_lift_follows_the_stops_of_exposure_a_frame_needs_not_its_content():
+    # a dark-content scene (mean luma ≈ 0.2, highlights white) merely dimmed to 0.5x needs one
+    # stop: no lift, even though it still looks dark once exposed (the former mean-luma rule lifted
+    # it to ×2 its brightness); a bright-content scene at the darker realistic setting (γ2.5 ×0.25)
+    # needs over 1.5 stops: most of the lift.
+    be = CurveBackend()
+    scene = smooth_scene(640, 480) ** 2.0
+    scene[200:220, 300:340] = 1.0  # a white highlight
+    night = to_u8(scene)
+    dim = (night // 2).astype(np.uint8)
+    enh = LowLightEnhancer(be)
+    out = enh(dim)
+    assert enh.last["W"] == pytest.approx(2.0, rel=0.05) and enh.last["t"] == 0.0
+    assert out.mean() / night.mean() == pytest.approx(1.0, abs=0.06)
+    bright = np.clip(smooth_scene(640, 480) * 1.15, 0, 1)
+    low = to_u8(0.25 * bright**2.5)
+    enh(low)
+    assert np.log2(enh.last["W"]) > 1.5 and enh.last["t"] > 0.6
 
 
 def test_crushed_dark_frame_keeps_the_lift():

@@ -171,3 +171,19 @@ def test_packed_bank_loads_like_the_folder(bank, tmp_path):
         assert max((x - y).abs().mean().item() for x, y in zip(a.wallpapers, b.wallpapers)) < 0.02
     with pytest.raises(UserError, match="not an image bank"):
         ImageBank.load(tmp_path, "train")
+
+
+def test_bank_photos_are_the_split_only_and_feed_the_lowlight_benchmark(bank, tmp_path):
+    from benchmarks.lowlight_quality import clean_frames
+    from taskvec.bank import bank_photos
+
+    out, entries, _ = bank
+    val = bank_photos(out, "val")
+    assert list(val) == [e.path for e in entries if e.kind == "wallpaper" and e.split == "val"]
+    img = next(iter(val.values()))
+    assert img.dtype == np.uint8 and max(img.shape[:2]) == 512 and img[..., 2].mean() > 240  # the red picture
+    assert len(bank_photos(out, "train")) == 3
+    frames = clean_frames("bank-val", 3, (64, 48), bank=out)
+    assert len(frames) == 3 and all(f.shape == (48, 64, 3) and f[..., 2].mean() > 240 for f in frames)
+    with pytest.raises(UserError, match="not an image bank"):
+        clean_frames("bank-val", 3, (64, 48), bank=tmp_path)

@@ -1,0 +1,24 @@
+// Box-filter guided filter (He, Sun & Tang) and its fast "coefficients at low resolution"
+// form — a line-by-line port of runtime/guided.py (same OpenCV calls, same border modes).
+// Images are CV_32F; the guide is one channel, the filtered input 1 or 3 channels.
+#pragma once
+
+#include <opencv2/core.hpp>
+
+namespace tvn {
+
+/// Mean over a (2r+1)² window, borders reflected.
+cv::Mat box(const cv::Mat& x, int r);
+
+/// Window-averaged coefficients (A, B) with q = A·I + B (shapes of p); eps scalar or an HxW map.
+void guided_coefficients(const cv::Mat& guide, const cv::Mat& p, int r, const cv::Mat& eps_map, double eps,
+                         cv::Mat& a, cv::Mat& b);
+
+/// Coefficients at low resolution, applied at the resolution of guide_full.
+cv::Mat fast_guided_upsample(const cv::Mat& guide_low, const cv::Mat& p_low, const cv::Mat& guide_full, int r,
+                             double eps);
+
+/// cv::merge of n copies of a one-channel image.
+cv::Mat replicate(const cv::Mat& x, int n);
+
+}  // namespace tvn

@@ -115,7 +115,7 @@ def _summary(rows: list[tuple[float, float]], ms: list[float]) -> dict:
 
 PHOTO_SETS = ("val", "train", "bank-val")
 PHOTOS_NOTE = {"val": "held-out photos (the sample clip's)", "train": "training photos",
-               "bank-val": "validation split of the image bank (`taskvec data fetch`), where the transfer was chosen"}
+               "bank-val": "validation split of the image bank (`taskvec data fetch`), where the lift rule was chosen"}
 
 
 def clean_frames(photos: str, frames: int, size: tuple[int, int], seed: int = 0,

@@ -81,6 +81,7 @@ class Sink {
   virtual void abort() {}
   virtual int poll_key() { return -1; }
   long frames_written = 0;
+  std::string codec;  // a video file's codec ("mp4v", "mjpg"); empty for other sinks
 };
 
 /// A .png without its IEND chunk or a .jpg without its EOI marker (refused before decoding).

@@ -321,6 +321,7 @@ int run(const Options& o) {
   stats.rss_end_mb = rss_mb();
   stats.has_output = o.output.has_value() && n > 0;
   stats.output = o.output.value_or("");
+  stats.output_codec = file_sink && n > 0 ? file_sink->codec : "";
   stats.binary_backends = built_backends();
   if (o.stats) write_atomic(*o.stats, stats.to_json());
   std::cout << stats.summary_line() << std::endl;

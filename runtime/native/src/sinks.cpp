@@ -25,6 +25,7 @@ class VideoFileSink final : public Sink {
     make_dirs(dir_);
     const std::string ext = suffix(path_);
     fourcc_ = ext == ".avi" ? cv::VideoWriter::fourcc('M', 'J', 'P', 'G') : cv::VideoWriter::fourcc('m', 'p', '4', 'v');
+    codec = ext == ".avi" ? "mjpg" : "mp4v";  // OpenCV's own writers (the Python runtime's fallback; no H.264 here)
     std::string tmpl = dir_ + "/." + base.substr(0, base.size() - ext.size()) + ".XXXXXX.part" + ext;
     std::vector<char> name(tmpl.begin(), tmpl.end());
     name.push_back('\0');

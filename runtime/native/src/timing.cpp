@@ -80,6 +80,7 @@ std::string Stats::to_json() const {
   j["output"] = has_output ? nlohmann::ordered_json(output) : nlohmann::ordered_json(nullptr);
   j["stopped_by"] = stopped_by;
   j["reconnects"] = reconnects;
+  j["output_codec"] = output_codec.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(output_codec);
   j["extra"] = {{"runtime", "native"}, {"binary", "tvrun-native"}, {"built_backends", binary_backends}};
   std::vector<double> rounded;
   for (double ms : frame_ms) rounded.push_back(std::round(ms * 1000) / 1000);

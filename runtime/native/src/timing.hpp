@@ -52,6 +52,7 @@ struct Stats {
   std::string backend, source, output, stopped_by = "end of stream";
   int width = 0, height = 0;
   bool has_output = false;
+  std::string output_codec;  // empty: no video file
   std::vector<std::pair<std::string, std::map<std::string, double>>> stages_ms;
   std::string binary_backends;  // extra: what this binary was built with
   std::vector<double> frame_ms;  // extra: per-frame capture+preprocess+infer+postprocess+output

@@ -40,9 +40,11 @@ class TaskType(click.ParamType):
         return "[" + "|".join(self.choices) + "|pairs:DIR]"
 
     def convert(self, value, param, ctx):
-        from taskvec.data.pairs import is_pairs_spec  # lazily: keeps tvrun's import light
+        if value in self.choices:
+            return value
+        from taskvec.data.pairs import is_pairs_spec  # only for a non-built-in name: it imports torch
 
-        if value in self.choices or is_pairs_spec(value):
+        if is_pairs_spec(value):
             return value
         self.fail(f"{value!r} is not one of {', '.join(map(repr, self.choices))} or pairs:DIR", param, ctx)
 

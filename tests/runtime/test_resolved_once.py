@@ -110,3 +110,25 @@ def test_onnx_and_engine_runs_import_no_torch(frames, exported_lowlight, tmp_pat
         "tensorrt": "10.0.1", "gpu": "NVIDIA H200", "gpu_slug": "nvidia-h200", "precision": "fp16",
         "sha256": hashlib.sha256(data).hexdigest(), "metadata": read_props(path).to_dict()}))
     assert _subprocess({"source": str(frames), "engine": str(eng)}) == "RC 2 TORCH False"
+
+
+CLICK_CHECK = """
+import sys
+from runtime.cli import main
+try:
+    main({argv}, standalone_mode=False)
+finally:
+    print("TORCH", "torch" in sys.modules)
+"""
+
+
+def test_the_command_line_parses_without_torch(frames, exported_lowlight):
+    """The tvrun command itself, not only run_cli: parsing --task (TaskType, pairs-aware)
+    must not import the task registry or the pairs module, which import torch."""
+    path, _, _ = exported_lowlight
+    argv = ["--source", str(frames), "--task", "lowlight", "--onnx", str(path), "--headless", "--frames", "1"]
+    r = subprocess.run([sys.executable, "-c", CLICK_CHECK.replace("{argv}", repr(argv))], cwd=ROOT,
+                       capture_output=True, text=True, timeout=300,
+                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "TORCH False"

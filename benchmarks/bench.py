@@ -30,6 +30,7 @@ from benchmarks.graph_runners import (PRECISIONS, Runner, engine_for, matmul_pea
                                       trt_runner)
 from benchmarks.native_runtime import native_binary, native_ratios, native_row
 from benchmarks.stats import HEADLINE, host_load_warnings, latency_stats, load_average, ratio_warnings, throughput
+from runtime.predictor import PREDICTORS
 from taskvec.errors import UserError
 
 BACKENDS: tuple[str, ...] = BACKEND_ORDER
@@ -38,7 +39,7 @@ GRAPHS: tuple[str, ...] = ("task-vector", "in-context", "task-vector-full-decode
 EXPORTS = {"task-vector": ("task", "answer", 1), "in-context": ("in-context", "answer", 3),
            "task-vector-full-decode": ("task", "full", 1)}
 E2E_STAGES = ("capture", "preprocess", "infer", "postprocess", "output")
-E2E_TASKS = ("lowlight", "inpainting")
+E2E_TASKS = tuple(PREDICTORS)  # the tasks tvrun runs end to end
 
 
 @dataclass(frozen=True)
@@ -131,39 +132,46 @@ def fp16_support(backend: str, have: dict[str, str] | None = None) -> tuple[bool
 # Artifacts: exported graphs (reused from workdir when model and task vector match)
 
 
-def _taskvector(model, task: str) -> tuple[object, str]:
-    from export.onnx_export import random_taskvector, resolve_taskvector
+def _deployed(model_spec: str, task: str):
+    """The task resolved once (model loaded once) with its shipped task vector, or random
+    means where none is shipped → (ResolvedTask, where the vector comes from)."""
+    from export.onnx_export import random_taskvector
+    from taskvec.vectors.resolved import resolve_task
 
+    bare = resolve_task(task, model_spec, with_taskvector=False)
     try:
-        return resolve_taskvector(task, model, None), "shipped"
+        return bare.with_taskvector(None), "shipped"
     except UserError:
-        return random_taskvector(model, task), "random (no shipped task vector; latency does not depend on its values)"
+        return (bare.with_taskvector(random_taskvector(bare.model, task)),
+                "random (no shipped task vector; latency does not depend on its values)")
 
 
-def export_graph(name: str, task: str, model, tv, workdir: Path, log: Callable[[str], None]) -> Path:
-    from export.onnx_export import export_task, taskvector_fingerprint
-    from taskvec.model.checkpoint import model_fingerprint
+def export_graph(name: str, deployed, workdir: Path, log: Callable[[str], None]) -> Path:
+    """The ``name`` graph of ``deployed`` in ``workdir``: reused when its sidecar names the
+    same weights and task vector, else exported (check skipped: a latency run)."""
+    import dataclasses
+
+    from export.onnx_export import ExportRequest, export_resolved, taskvector_fingerprint
 
     graph, decode, _ = EXPORTS[name]
+    task = deployed.task
     path = workdir / f"{task}.{name}.onnx"
     sidecar = path.with_suffix(".json")
-    want_tv = taskvector_fingerprint(tv) if graph == "task" else ""
+    want_tv = taskvector_fingerprint(deployed.taskvector) if graph == "task" else ""
     if path.is_file() and sidecar.is_file():
         meta = json.loads(sidecar.read_text())
-        if meta.get("model_fingerprint") == model_fingerprint(model) and meta.get("taskvector_fingerprint") == want_tv:
+        if meta.get("model_fingerprint") == deployed.fingerprint and meta.get("taskvector_fingerprint") == want_tv:
             log(f"reusing {path}")
             return path
-    log(f"exporting the {name} graph of {model.cfg.name} for {task} (check skipped: this is a latency run)…")
-    res = export_task(task, model, tv if graph == "task" else None, workdir, graph=graph, decode=decode,
-                      check=False, filename=path.name)
+    log(f"exporting the {name} graph of {deployed.model_name} for {task} (check skipped: this is a latency run)…")
+    target = deployed if graph == "task" else dataclasses.replace(deployed, taskvector=None)
+    res = export_resolved(target, workdir, ExportRequest(graph, decode, check=False, filename=path.name))
     return Path(res.onnx_path)
 
 
-def gmac(path: Path) -> float | None:
-    try:
-        from benchmarks.macs import count_macs
-    except ImportError:
-        return None
+def gmac(path: Path) -> float:
+    from benchmarks.macs import count_macs
+
     return round(count_macs(path)["total"] / 1e9, 4)
 
 
@@ -210,13 +218,12 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
     ``notes``) with the raw samples under the private key ``_samples``."""
     from benchmarks.env import capture_environment
     from benchmarks.tegrastats import TegrastatsSampler
-    from taskvec.model.checkpoint import load_model
 
     backends = check_config(cfg)
     have = available()
     load_start = load_average()
-    model = load_model(cfg.model)
-    tv, tv_source = _taskvector(model, cfg.task)
+    deployed, tv_source = _deployed(cfg.model, cfg.task)
+    model, tv = deployed.model, deployed.taskvector
     skipped: list[dict] = []
     notes = [f"task vector: {tv_source}"]
     graphs = ["task-vector", "in-context"]
@@ -234,7 +241,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict:
             workdir.mkdir(parents=True, exist_ok=True)
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="tvbench-")))
-        onnx = {g: export_graph(g, cfg.task, model, tv, workdir, log) for g in graphs}
+        onnx = {g: export_graph(g, deployed, workdir, log) for g in graphs}
         macs = {g: gmac(p) for g, p in onnx.items()}
         modules = _wrapper_modules(model, tv, graphs) if "torch" in backends else {}
         engines: dict = {}
@@ -465,10 +472,9 @@ def _e2e_backend(backend, precision, model, tv, onnx: Path, engines: dict, cfg: 
             onnx = onnx.with_name(onnx.name.replace(".onnx", ".fp16.onnx"))
         return OrtBackend(onnx)
     if backend == "torch":
-        from export.wrapper import ZeroShotGraph
         from runtime.backends.torch import TorchBackend
 
-        return TorchBackend(model, ZeroShotGraph(model, tv.mul, tv.add).patches(), fp16=precision == "fp16")
+        return TorchBackend.zero_shot(model, tv, fp16=precision == "fp16")
     from runtime.backends.tensorrt import TensorRTBackend
 
     return TensorRTBackend(engines[("task-vector", precision)])

@@ -55,13 +55,13 @@ def measure(task: str = "lowlight") -> dict:
     import torch
 
     from export.check import random_images
-    from export.onnx_export import _module_and_args, _trace, resolve_taskvector
+    from export.onnx_export import _module_and_args, _trace
     from export.spec import FLOAT_OUTPUT, SPEC
-    from taskvec.model.checkpoint import load_model
+    from taskvec.vectors.resolved import resolve_task
 
-    net = load_model("tiny").eval()
-    tv = resolve_taskvector(task, net, None, "realistic" if task == "lowlight" else "paper")
-    module, args, _ = _module_and_args("task", net, tv, 0, "answer")
+    deployed = resolve_task(task, "tiny", variant="realistic" if task == "lowlight" else "paper")
+    net, tv = deployed.model, deployed.taskvector
+    module, args, _ = _module_and_args("task", net, tv, "answer", 0)
     module.eval()
     img = random_images(4, 2)
 

@@ -9,8 +9,9 @@ A :class:`Runner` wraps one graph, batch and precision on one backend as a zero-
 - ``torch``: the export wrapper module (``export.wrapper``: the same uint8-in/uint8-out
   computation the ONNX graph holds), inputs already on the device; CUDA events on GPU,
   optionally replayed as a captured CUDA graph; FP16 through autocast;
-- ``tensorrt``: the engine with device buffers bound once, ``execute_async_v3`` on the
-  current stream, CUDA events (GPU compute only, like trtexec's "GPU Compute Time").
+- ``tensorrt``: the engine in the :class:`~export.trt_session.TrtSession` tvrun uses, device
+  buffers bound once, ``execute_async_v3`` on the current stream, CUDA events (GPU compute
+  only, like trtexec's "GPU Compute Time").
 
 :func:`matmul_peak` measures what a 1024×1024 matrix product achieves on the same backend
 (GMAC/s), the yardstick for "% of measured peak". Heavy modules are imported lazily.
@@ -158,44 +159,36 @@ def cuda_graph_replay(fn: Callable[[], Any]) -> tuple[Callable[[], Any], Any]:
 
 
 def trt_runner(engine_path: str | Path, batch: int) -> Runner:
-    """The engine with every I/O tensor bound once to a torch CUDA buffer (random uint8
-    images for the image inputs); ``fn`` enqueues on the current stream."""
+    """The engine in a :class:`~export.trt_session.TrtSession` (the session tvrun uses), every
+    input bound once (random uint8 images for the image inputs, zeros for the switchable
+    graph's task-vector inputs); ``fn`` enqueues on torch's current stream (CUDA events)."""
     import torch
 
-    from export.trt import _trt, load_engine
+    from export.trt_session import TrtSession
 
-    trt = _trt()
-    engine = load_engine(engine_path)
-    ctx = engine.create_execution_context()
-    keep = []
-    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    for k, name in enumerate(n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT):
-        t = torch.from_numpy(random_images(batch, k)).cuda()
-        ctx.set_input_shape(name, tuple(t.shape))
-        ctx.set_tensor_address(name, t.data_ptr())
-        keep.append(t)
-    for name in (n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT):
-        dtype = getattr(torch, np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name)
-        t = torch.empty(tuple(ctx.get_tensor_shape(name)), dtype=dtype, device="cuda")
-        ctx.set_tensor_address(name, t.data_ptr())
-        keep.append(t)
+    session = TrtSession.open(engine_path)
+    feeds = {}
+    for k, name in enumerate(session.inputs):
+        if session.dtype(name) == np.uint8:
+            feeds[name] = random_images(batch, k)
+        else:
+            feeds[name] = np.zeros(tuple(session.engine.get_tensor_shape(name)), session.dtype(name))
+    session.bind({n: v.shape for n, v in feeds.items()})
+    session.upload(feeds)
+    session.cuda.synchronize(session.stream)
 
     def fn():
-        if not ctx.execute_async_v3(torch.cuda.current_stream().cuda_stream):
-            raise RuntimeError(f"{Path(engine_path).name}: TensorRT execution failed")
+        session.execute(torch.cuda.current_stream().cuda_stream)
 
-    def close():
-        keep.clear()
-
-    return Runner(fn, "cuda_events", "tensorrt", close=close)
+    return Runner(fn, "cuda_events", "tensorrt", close=session.close)
 
 
 def engine_for(onnx: Path, precision: str, batch_max: int, workdir: Path, log: Callable[[str], None]) -> Path:
     """The engine of ``onnx`` in ``workdir``: reused when its sidecar matches this TensorRT,
     GPU and graph and it covers ``batch_max``, else built (timing cache kept in ``workdir``)."""
-    from export.trt import _trt, build_engine, check_engine_file, engine_filename, gpu_name
+    from export.trt import build_engine, check_engine_file, engine_filename, gpu_name, tensorrt_module
 
-    trt = _trt()
+    trt = tensorrt_module()
     path = workdir / engine_filename(onnx, trt.__version__, gpu_name(), precision)
     if path.is_file():
         try:

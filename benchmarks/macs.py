@@ -139,7 +139,7 @@ def measure(model_spec: str, task: str = "inpainting", out_dir: str | Path | Non
         "head": model.cfg.head,
         "baseline": BASELINE if BASELINE in rows else "in-context",
         "variants": rows,
-        "decode_comparison": compare_decodes(model, halo=1),
+        "decode_comparison": compare_decodes(model, "in-context", halo=1),
     }
 
 
@@ -153,8 +153,13 @@ def to_markdown(results: list[dict]) -> str:
         for name, r in res["variants"].items():
             cells = [f"{r['macs'].get(k, 0) / 1e9:.3f}" for k in kinds]
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['macs']['total'] / 1e9:.3f} | {r['ratio_vs_baseline']:.3f} |")
-        if res.get("decode_comparison"):
-            lines += ["", f"Answer-only vs full-canvas decode (grey levels): `{json.dumps(res['decode_comparison'])}`"]
+        dc = res.get("decode_comparison")
+        if dc:
+            lines += ["", f"Each VQGAN decode of the {dc['layout']} answer vs the full-canvas (reference) decode, "
+                      f"{dc['batch']} random prompt(s), grey levels (`export.onnx_export.compare_decodes`):", "",
+                      "| decode | decode GMAC | total GMAC | mean abs | max abs | PSNR dB |", "|---|---|---|---|---|---|"]
+            lines += [f"| {k} | {v['decode_gmac']:.3f} | {v['total_gmac']:.3f} | {v['mean_abs']:.2f} | {v['max_abs']:.1f} "
+                      f"| {v['psnr_db']:.2f} |" for k, v in dc["decodes"].items()]
         lines.append("")
     return "\n".join(lines)
 

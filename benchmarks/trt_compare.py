@@ -37,8 +37,9 @@ def _median_ms(fn, iters: int, warmup: int = 5) -> float:
 def compare(onnx_path: Path, precisions: list[str], batch: int, iters: int, out_dir: Path) -> dict:
     from export import trt
     from export.check import random_images
-    from export.graph_edit import read_metadata
+    from export.metadata import read_props
     from export.spec import SPEC
+    from export.trt_session import TrtSession
 
     import onnxruntime as ort
 
@@ -48,13 +49,13 @@ def compare(onnx_path: Path, precisions: list[str], batch: int, iters: int, out_
     feeds = {SPEC.input_name: img}
     ref = sess.run([SPEC.output_name], feeds)[0]
     result = {
-        "onnx": onnx_path.name, "metadata": read_metadata(onnx_path), "batch": batch, "gpu": trt.gpu_name(),
-        "tensorrt": trt._trt().__version__, "ort_provider": sess.get_providers()[0],
+        "onnx": onnx_path.name, "metadata": read_props(onnx_path).to_dict(), "batch": batch, "gpu": trt.gpu_name(),
+        "tensorrt": trt.tensorrt_module().__version__, "ort_provider": sess.get_providers()[0],
         "ort_ms": _median_ms(lambda: sess.run([SPEC.output_name], feeds), iters), "engines": {},
     }
     for prec in precisions:
         engine = trt.build_engine(onnx_path, precision=prec, batch_max=max(batch, 8), out_dir=out_dir, log=print)
-        with trt.EngineRunner(engine) as runner:
+        with TrtSession.open(engine) as runner:
             out = runner.infer(feeds)[SPEC.output_name]
             diff = np.abs(out.astype(np.int16) - ref.astype(np.int16))
             result["engines"][prec] = {

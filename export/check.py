@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
-import torch
-from torch import nn
 
 from export.graph_edit import graph_problems, op_counts
 from export.spec import FLOAT_OUTPUT, SPEC
 from taskvec.errors import UserError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 FP32_BOUND = 1e-4
 UINT8_BOUND = 1
@@ -44,6 +46,8 @@ class CheckReport:
 
 def random_images(batch: int, seed: int) -> np.ndarray:
     """uint8 [batch,111,111,3] BGR: smooth random colour fields plus noise (fresh per seed)."""
+    import torch
+
     gen = np.random.default_rng(seed)
     coarse = gen.uniform(0, 255, size=(batch, 8, 8, SPEC.channels)).astype(np.float32)
     t = torch.from_numpy(coarse).permute(0, 3, 1, 2)
@@ -72,7 +76,6 @@ def ort_session(path: str | Path, providers: list[str] | None = None):
     return ort.InferenceSession(str(path), opts, providers=providers or ["CPUExecutionProvider"])
 
 
-@torch.no_grad()
 def compare_with_torch(
     path: str | Path,
     module: nn.Module,
@@ -89,6 +92,8 @@ def compare_with_torch(
     ``extra_feeds`` are fixed float inputs passed positionally after the images."""
     import time
 
+    import torch
+
     t0 = time.perf_counter()
     names = (SPEC.input_name, *example_inputs)
     images = {n: random_images(batch, seed + i) for i, n in enumerate(names)}
@@ -96,7 +101,8 @@ def compare_with_torch(
     sess = ort_session(path)
     out_u8, out_f = sess.run([SPEC.output_name, FLOAT_OUTPUT], feeds)
     args = [torch.from_numpy(images[n]) for n in names] + [torch.from_numpy(v) for v in (extra_feeds or {}).values()]
-    ref_u8, ref_f = module(*args)
+    with torch.no_grad():
+        ref_u8, ref_f = module(*args)
     err = float(np.abs(out_f - ref_f.numpy()).max())
     err_u8 = int(np.abs(out_u8.astype(np.int16) - ref_u8.numpy().astype(np.int16)).max())
     ln = op_counts(onnx.load(str(path), load_external_data=False))["LayerNormalization"]
@@ -108,34 +114,6 @@ def compare_with_torch(
     return report
 
 
-def nonfinite_constants(model: onnx.ModelProto) -> list[str]:
-    """Names of initializers and Constant nodes holding NaN/Inf (weights must be loaded)."""
-    from onnx import numpy_helper
-
-    bad: list[str] = []
-    tensors = [(t.name, t) for t in model.graph.initializer]
-    tensors += [(n.name or n.output[0], a.t) for n in model.graph.node if n.op_type == "Constant"
-                for a in n.attribute if a.name == "value"]
-    for name, t in tensors:
-        if t.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
-                               onnx.TensorProto.BFLOAT16):
-            continue
-        try:
-            arr = numpy_helper.to_array(t)
-        except Exception:  # noqa: BLE001 — unreadable external data is reported by the loader
-            continue
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            bad.append(name)
-    return bad
-
-
-def check_finite_graph(model: onnx.ModelProto, where: str) -> None:
-    bad = nonfinite_constants(model)
-    if bad:
-        raise UserError(f"{where}: {len(bad)} constant(s) hold NaN/Inf (e.g. {bad[0]}) — the model weights or "
-                        "the task vector are not finite")
-
-
 def file_sha256(path: str | Path) -> str:
     import hashlib
 
@@ -144,52 +122,3 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def verify_task_graph(path: str | Path, task: str) -> dict:
-    """Check that ``path`` is a task graph written by tvexport for ``task`` before running it.
-
-    Refused, with one line: a graph without taskvec metadata (an identity graph with the
-    right I/O names), another task's graph, a graph whose JSON sidecar is missing or
-    disagrees with it (task, fingerprints, file digest), a task graph whose patch nodes do
-    not match its metadata, and NaN/Inf constants. Returns the graph's metadata."""
-    import json
-
-    from export.graph_edit import patch_node_counts, read_metadata
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"ONNX graph {path} does not exist")
-    meta = read_metadata(path)
-    if not meta.get("task") or not meta.get("model_fingerprint"):
-        raise UserError(f"{path}: not a graph exported by tvexport (no taskvec metadata); export one with "
-                        f"`tvexport --task {task}`")
-    if meta["task"] != task:
-        raise UserError(f"{path} is the {meta['task']!r} graph, not {task!r}")
-    baked = meta.get("graph") == "in-context" and bool(meta.get("example_pair"))  # a pairs task's one-shot graph
-    if meta.get("graph", "task") != "task" and not baked:
-        raise UserError(f"{path} is a {meta.get('graph')} graph; tvrun runs task graphs (tvexport --graph task)")
-    side = path.with_suffix(".json")
-    if not side.is_file():
-        raise UserError(f"{path}: its sidecar {side.name} is missing (tvexport writes both; copy them together)")
-    try:
-        info = json.loads(side.read_text())
-        if not isinstance(info, dict):
-            raise ValueError("not an object")
-    except (OSError, ValueError) as e:
-        raise UserError(f"{side}: not a readable sidecar ({type(e).__name__})") from None
-    for key in ("task", "model_fingerprint", "taskvector_fingerprint", "site_count"):
-        if str(info.get(key)) != str(meta.get(key)):
-            raise UserError(f"{side} does not describe {path.name}: {key} {str(info.get(key))[:20]!r} in the "
-                            f"sidecar, {str(meta.get(key))[:20]!r} in the graph")
-    digest = (info.get("files") or {}).get("onnx_sha256")
-    if digest and digest != file_sha256(path):
-        raise UserError(f"{path}: the graph changed after export (its digest does not match {side.name})")
-    model = onnx.load(str(path))  # with external data
-    blocks = set(meta.get("patched_blocks") or [])
-    found = {b for b, c in patch_node_counts(model).items() if c.get("Mul") == 1 and c.get("Add") == 1}
-    if blocks != found:
-        raise UserError(f"{path}: patch nodes ({len(found)} blocks) do not match its metadata "
-                        f"({len(blocks)} patched blocks); re-export it with tvexport")
-    check_finite_graph(model, str(path))
-    return meta

@@ -14,18 +14,16 @@ import click
 
 from export.spec import GRAPH_KINDS
 from export.trt import PRECISIONS
-from taskvec.model.checkpoint import DEFAULT_MODEL
-from taskvec.model.config import list_configs
+from taskvec.cli.options import model_option, task_option
 from taskvec.errors import OneLineCommand, cli_errors
-from taskvec.cli.options import task_option
 from taskvec.data.tasks import Variant
+from taskvec.geometry import DECODE_KINDS
 
-MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME ({', '.join(list_configs())}), or a .safetensors path"
 
 
 @click.command(cls=OneLineCommand, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@task_option()
-@click.option("--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
+@task_option
+@model_option
 @click.option("--taskvec", "taskvec_file", default=None, metavar="FILE",
               help="task-vector file (default: the one shipped for the task and model)")
 @click.option("--out", "out_dir", default="exported", show_default=True, metavar="DIR",
@@ -38,8 +36,14 @@ MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME
               help="engine precision (LayerNorm and softmax stay FP32 under fp16)")
 @click.option("--batch-max", type=click.IntRange(1, 1024), default=8, show_default=True,
               help="largest batch of the engine's optimisation profile (1..N)")
-@click.option("--halo", type=click.IntRange(0, 7), default=0, show_default=True,
-              help="VQ head: context tokens decoded around the answer's 7×7 latent, cropped after decoding")
+@click.option("--decode", type=click.Choice(DECODE_KINDS), default=None,
+              help="VQ head: what the VQGAN decodes — answer: the answer's 7x7 latent (default); halo: the same "
+                   "with --halo context tokens; full: the whole 14x14 canvas, the reference MAE-VQGAN's answer "
+                   "(about 4x the decode cost). The difference from full and the MACs of each are measured and "
+                   "written to the sidecar")
+@click.option("--halo", type=click.IntRange(0, 7), default=None,
+              help="VQ head, --decode halo: context tokens decoded around the answer's latent [1]; given alone, "
+                   "it implies --decode halo")
 @click.option("--no-check", is_flag=True, help="skip the ONNX Runtime vs PyTorch comparison (the ONNX checker still runs)")
 @click.option("--variant", type=click.Choice(get_args(Variant)), default="paper", show_default=True,
               help="which shipped task vector when --taskvec is not given: searched on the paper's task or the "
@@ -51,7 +55,7 @@ MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME
 @click.option("--example", default=None, metavar="NAME",
               help="pairs task, --graph in-context: the pair baked into the graph (default: its first train pair)")
 @cli_errors
-def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max, halo, no_check, variant,
+def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max, decode, halo, no_check, variant,
          trt_target, no_slim, example) -> None:
     """Export TASK's graph to OUT/TASK.onnx + OUT/TASK.json (in-context/switchable:
     OUT/TASK.<graph>.onnx), check it against PyTorch, and optionally build a TensorRT engine
@@ -76,8 +80,8 @@ def main(task, model, taskvec_file, out_dir, graph, engine, precision, batch_max
 
     t0 = time.perf_counter()
     result = export_task(task, model=model, taskvec=taskvec_file, out_dir=out_dir, graph=graph,
-                         check=not no_check, halo=halo, log=click.echo, variant=variant, example=example,
-                         slim=not no_slim)
+                         check=not no_check, decode=decode, halo=halo, log=click.echo, variant=variant,
+                         example=example, slim=not no_slim)
     click.echo(result.summary())
     if not engine:
         click.echo(f"done in {time.perf_counter() - t0:.1f} s")

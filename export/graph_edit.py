@@ -5,22 +5,23 @@
   two per patched block, the Add feeding the block's output projection (MatMul).
 - :func:`graph_problems`: ops that must not be in a deployed graph (random ops,
   scatters, data-dependent indexing, control flow).
-- :func:`set_metadata` / :func:`read_metadata`: ``metadata_props`` round trip.
+- :func:`check_finite_graph`: no NaN/Inf constants.
+
+Metadata is written and read in :mod:`export.metadata`. No torch here.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
-from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import onnx
 
-from export.spec import JSON_META_KEYS, META_PREFIX, parse_patch_name, patch_name
-from export.wrapper import parse_buffer_name
+from export.spec import parse_patch_name, patch_name
 from taskvec.errors import UserError
-from taskvec.model.mae_vqgan import BlockId
+from taskvec.model.blocks import BlockId
+
 
 FORBIDDEN_OPS = frozenset(
     {
@@ -73,50 +74,44 @@ def inline_identity_initializers(model: onnx.ModelProto) -> int:
 
 
 def name_patch_nodes(model: onnx.ModelProto, blocks: Iterable[BlockId]) -> list[str]:
-    """Rename the patch Mul/Add nodes and initializers after their site; verify that each
-    block in ``blocks`` has exactly one constant Mul feeding one constant Add that feeds
-    the output projection, and that no other block has any. Returns the new names."""
+    """Name the patch Mul/Add nodes after their site (their initializers already carry the
+    name, :func:`export.spec.patch_name`); verify that each block in ``blocks`` has exactly
+    one constant Mul feeding one constant Add that feeds the output projection, and that no
+    other block has any. Returns the patch names."""
     inline_identity_initializers(model)
     graph = model.graph
-    expected = {(b.stage, b.block) for b in blocks}
+    expected = set(blocks)
     users = consumers(graph)
-    found: dict[tuple[str, int], dict[str, onnx.NodeProto]] = defaultdict(dict)
-    renames: dict[str, str] = {}
+    found: dict[BlockId, dict[str, onnx.NodeProto]] = defaultdict(dict)
+    names: list[str] = []
     for init in graph.initializer:
-        parsed = parse_buffer_name(init.name)
+        parsed = parse_patch_name(init.name)
         if parsed is None:
             continue
-        kind, bid = parsed
+        bid, kind = parsed
         want = "Mul" if kind == "mul" else "Add"
         nodes = users.get(init.name, [])
         if len(nodes) != 1 or nodes[0].op_type != want:
             ops = [n.op_type for n in nodes]
             raise UserError(f"export: patch constant {init.name} feeds {ops or 'nothing'}, expected one {want}")
-        found[(bid.stage, bid.block)][kind] = nodes[0]
-        renames[init.name] = patch_name(bid.stage, bid.block, kind)  # type: ignore[arg-type]
+        found[bid][kind] = nodes[0]
+        names.append(init.name)
     if set(found) != expected:
         missing = sorted(expected - set(found))
         extra = sorted(set(found) - expected)
         raise UserError(f"export: patch nodes do not match the task vector (missing {missing}, unexpected {extra})")
-    for (stage, block), pair in found.items():
+    for bid, pair in found.items():
         if set(pair) != {"mul", "add"}:
-            raise UserError(f"export: block {stage}/b{block:02d} has {sorted(pair)} patch nodes, expected mul and add")
+            raise UserError(f"export: block {bid} has {sorted(pair)} patch nodes, expected mul and add")
         mul, add = pair["mul"], pair["add"]
         if mul.output[0] not in add.input:
-            raise UserError(f"export: {stage}/b{block:02d}: the patch Mul does not feed the patch Add")
+            raise UserError(f"export: {bid}: the patch Mul does not feed the patch Add")
         nxt = [n.op_type for n in users.get(add.output[0], [])]
         if nxt != ["MatMul"]:
-            raise UserError(f"export: {stage}/b{block:02d}: the patch Add feeds {nxt}, expected the output projection")
-        mul.name = patch_name(stage, block, "mul")
-        add.name = patch_name(stage, block, "add")
-    for init in graph.initializer:
-        if init.name in renames:
-            init.name = renames[init.name]
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            if name in renames:
-                node.input[i] = renames[name]
-    return sorted(renames.values())
+            raise UserError(f"export: {bid}: the patch Add feeds {nxt}, expected the output projection")
+        mul.name = patch_name(bid, "mul")
+        add.name = patch_name(bid, "add")
+    return sorted(names)
 
 
 def patch_node_counts(model: onnx.ModelProto) -> dict[str, Counter]:
@@ -129,8 +124,7 @@ def patch_node_counts(model: onnx.ModelProto) -> dict[str, Counter]:
         if parsed is None or node.op_type not in ("Mul", "Add"):
             continue
         if node.name in node.input and node.name in inits:
-            stage, block, kind = parsed
-            counts[f"{stage}/b{block:02d}"][node.op_type] += 1
+            counts[str(parsed[0])][node.op_type] += 1
     return dict(counts)
 
 
@@ -200,31 +194,29 @@ def drop_output(model: onnx.ModelProto, name: str) -> None:
     model.graph.output.extend(keep)
 
 
-def set_metadata(model: onnx.ModelProto, meta: dict, producer: str, version: str) -> None:
-    """Write ``meta`` as ``metadata_props`` (``taskvec.<key>``; strings as they are, the
-    keys in :data:`JSON_META_KEYS` as JSON)."""
-    model.producer_name = producer
-    model.producer_version = version
-    del model.metadata_props[:]
-    for key, value in meta.items():
-        entry = model.metadata_props.add()
-        entry.key = META_PREFIX + key
-        entry.value = json.dumps(value) if key in JSON_META_KEYS else str(value)
+def nonfinite_constants(model: onnx.ModelProto) -> list[str]:
+    """Names of initializers and Constant nodes holding NaN/Inf (weights must be loaded)."""
+    from onnx import numpy_helper
 
-
-def read_metadata(src: str | Path | onnx.ModelProto) -> dict:
-    """``metadata_props`` of a graph (or file, weights not loaded) → dict, JSON decoded."""
-    if isinstance(src, onnx.ModelProto):
-        model = src
-    else:
-        try:
-            model = onnx.load(str(src), load_external_data=False)
-        except Exception as e:
-            raise UserError(f"{src}: not a readable ONNX file ({type(e).__name__})") from None
-    out: dict = {}
-    for entry in model.metadata_props:
-        if not entry.key.startswith(META_PREFIX):
+    bad: list[str] = []
+    tensors = [(t.name, t) for t in model.graph.initializer]
+    tensors += [(n.name or n.output[0], a.t) for n in model.graph.node if n.op_type == "Constant"
+                for a in n.attribute if a.name == "value"]
+    for name, t in tensors:
+        if t.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE,
+                               onnx.TensorProto.BFLOAT16):
             continue
-        key = entry.key[len(META_PREFIX) :]
-        out[key] = json.loads(entry.value) if key in JSON_META_KEYS else entry.value
-    return out
+        try:
+            arr = numpy_helper.to_array(t)
+        except Exception:  # noqa: BLE001 — unreadable external data is reported by the loader
+            continue
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            bad.append(name)
+    return bad
+
+
+def check_finite_graph(model: onnx.ModelProto, where: str) -> None:
+    bad = nonfinite_constants(model)
+    if bad:
+        raise UserError(f"{where}: {len(bad)} constant(s) hold NaN/Inf (e.g. {bad[0]}) — the model weights or "
+                        "the task vector are not finite")

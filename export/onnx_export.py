@@ -25,6 +25,7 @@ import os
 import tempfile
 import time
 import warnings
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -35,26 +36,17 @@ import torch
 
 from export import check as C
 from export import graph_edit as E
-from export.spec import (FLOAT_OUTPUT, GRAPH_KINDS, OPSET, PRODUCER, SPEC, GraphKind, input_names, onnx_filename,
+from export.metadata import write_props
+from export.spec import (FLOAT_OUTPUT, GRAPH_KINDS, OPSET, PRODUCER, SPEC, GraphKind, GraphMetadata, onnx_filename,
                          patch_name)
-from export.wrapper import (
-    BakedExampleGraph,
-    DecodeKind,
-    InContextGraph,
-    SwitchableGraph,
-    ZeroShotGraph,
-    decode_answer,
-    full_canvas_answer,
-    identity_patch,
-    seq_len,
-    width,
-)
+from export.wrapper import BakedExampleGraph, InContextGraph, SwitchableGraph, ZeroShotGraph, identity_patch
 from taskvec import geometry as G
-from taskvec.model.checkpoint import DEFAULT_MODEL, load_model, model_fingerprint
+from taskvec.model.checkpoint import DEFAULT_MODEL, model_fingerprint
 from taskvec.errors import UserError, publish
 from taskvec.model.mae_vqgan import MaeVQGAN
 from taskvec.data.pairs import PairsTask, task_identity
 from taskvec.data.tasks import get_task
+from taskvec.vectors.resolved import ResolvedTask, resolve_task
 
 EXTERNAL_DATA_BYTES = 1 << 30  # weights above 1 GiB go to T.onnx.data
 SLIM_MAX_BYTES = EXTERNAL_DATA_BYTES  # graphs with more weights are left as traced (see export_task)
@@ -69,7 +61,7 @@ class ExportResult:
     onnx_path: Path
     json_path: Path
     data_path: Path | None
-    metadata: dict[str, Any]
+    metadata: GraphMetadata
     check: C.CheckReport | None
     patch_nodes: list[str]
     op_counts: dict[str, int]
@@ -81,54 +73,14 @@ class ExportResult:
     def summary(self) -> str:
         extra = f" + {self.data_path.name}" if self.data_path else ""
         return (
-            f"wrote {self.onnx_path}{extra} ({self.graph} graph, {self.metadata['site_count']} sites in "
-            f"{len(self.metadata['patched_blocks'])} blocks, {self.op_counts.get('LayerNormalization', 0)} "
+            f"wrote {self.onnx_path}{extra} ({self.graph} graph, {self.metadata.site_count} sites in "
+            f"{len(self.metadata.patched_blocks)} blocks, {self.op_counts.get('LayerNormalization', 0)} "
             f"LayerNormalization nodes) in {self.seconds:.1f} s"
         )
 
 
 # ---------------------------------------------------------------------------------
 # Task vectors
-
-
-def resolve_taskvector(task: str, model: MaeVQGAN, taskvec: Any = None, variant: str = "paper"):
-    """A TaskVector object, a path, or None (the shipped default for ``task``) → a
-    TaskVector checked against ``task`` and ``model``."""
-    if taskvec is None or isinstance(taskvec, (str, os.PathLike)):
-        try:
-            from taskvec.vectors.taskvector import load_taskvector
-        except ModuleNotFoundError as e:
-            if e.name != "taskvec.vectors.taskvector":
-                raise
-            raise UserError("task vectors cannot be loaded: taskvec.vectors.taskvector is not installed") from None
-        tv = load_taskvector(task, model, None if taskvec is None else str(taskvec), variant)
-    else:
-        tv = taskvec
-    check_taskvector(tv, task, model)
-    return tv
-
-
-def check_taskvector(tv, task: str, model: MaeVQGAN) -> None:
-    """UserError unless ``tv`` is for ``task`` and ``model`` with zero-shot-layout shapes."""
-    if tv.task != task:
-        raise UserError(f"the task vector is for {tv.task!r}, not {task!r}")
-    if hasattr(tv, "check_model"):
-        tv.check_model(model)
-    fp = model_fingerprint(model)
-    if tv.model_fingerprint != fp:
-        raise UserError(
-            f"the task vector was made for model {tv.model_name} ({tv.model_fingerprint[:12]}…), "
-            f"not this {model.cfg.name} ({fp[:12]}…)"
-        )
-    layout = G.get_layout("zero-shot")
-    known = set(model.block_ids())
-    for bid in sorted(set(tv.mul) | set(tv.add)):
-        if bid not in known or bid not in tv.mul or bid not in tv.add:
-            raise UserError(f"the task vector's block {bid} does not fit {model.cfg.name}")
-        want = (seq_len(model, bid, layout), width(model, bid))
-        for kind, t in (("mul", tv.mul[bid]), ("add", tv.add[bid])):
-            if tuple(t.shape) != want:
-                raise UserError(f"task vector {kind} for {bid} is {tuple(t.shape)}, expected {want} (zero-shot layout)")
 
 
 def taskvector_fingerprint(tv) -> str:
@@ -150,8 +102,8 @@ def switch_feeds(model: MaeVQGAN, tv=None) -> dict[str, np.ndarray]:
         mul, add = identity_patch(model, bid)
         if tv is not None and bid in tv.mul:
             mul, add = tv.mul[bid].detach().float(), tv.add[bid].detach().float()
-        feeds[patch_name(bid.stage, bid.block, "mul")] = mul.numpy().astype(np.float32)
-        feeds[patch_name(bid.stage, bid.block, "add")] = add.numpy().astype(np.float32)
+        feeds[patch_name(bid, "mul")] = mul.numpy().astype(np.float32)
+        feeds[patch_name(bid, "add")] = add.numpy().astype(np.float32)
     return feeds
 
 
@@ -181,16 +133,17 @@ def random_taskvector(model: MaeVQGAN, task: str, every: int = 3, seed: int = 0)
 # Export
 
 
-def _module_and_args(graph: str, model: MaeVQGAN, tv, halo: int, decode: DecodeKind, example=None):
+def _module_and_args(graph: str, model: MaeVQGAN, tv, decode: G.DecodeKind, halo: int, example=None):
     img = torch.zeros(EXAMPLE_BATCH, SPEC.height, SPEC.width, SPEC.channels, dtype=torch.uint8)
     if graph == "task":
-        return ZeroShotGraph(model, tv.mul, tv.add, halo=halo, decode=decode), (img,), []
+        return ZeroShotGraph(model, tv.mul, tv.add, decode=decode, halo=halo), (img,), []
     if graph == "in-context" and example is not None:
-        return BakedExampleGraph(model, example[0], example[1], halo=halo, decode=decode), (img,), []
+        return BakedExampleGraph(model, example[0], example[1], decode=decode, halo=halo), (img,), []
     if graph == "in-context":
-        return InContextGraph(model, halo=halo, decode=decode), (img, img, img), []
+        return InContextGraph(model, decode=decode, halo=halo), (img, img, img), []
     feeds = switch_feeds(model, tv)
-    return SwitchableGraph(model, halo=halo), (img, *[torch.from_numpy(v) for v in feeds.values()]), list(feeds)
+    return (SwitchableGraph(model, decode=decode, halo=halo), (img, *[torch.from_numpy(v) for v in feeds.values()]),
+            list(feeds))
 
 
 def _repeat_interleave(g, x, repeats, dim, output_size=None):
@@ -262,27 +215,86 @@ def _weight_bytes(model: onnx.ModelProto) -> int:
     return sum(len(t.raw_data) for t in model.graph.initializer)
 
 
+def graph_layout(graph: str) -> G.Layout:
+    """The token layout a graph kind runs: the one-shot prompt's or the zero-shot one."""
+    return G.get_layout("in-context" if graph == "in-context" else "zero-shot")
+
+
 @torch.no_grad()
-def compare_decodes(model: MaeVQGAN, halo: int = 0, batch: int = 2, seed: int = 7) -> dict[str, Any] | None:
-    """VQ head: the answer decoded from its 7×7 latent (+ halo) vs cut out of a full 14×14
-    canvas decode, on in-context prompts of fresh random images. Grey levels (0–255)."""
+def compare_decodes(model: MaeVQGAN, layout: G.Layout | str = "zero-shot", halo: int = 1, batch: int = 1,
+                    seed: int = 7) -> dict[str, Any] | None:
+    """VQ head: the answer of every decode (answer, halo, full) on prompts of fresh random
+    images, against the full decode (the reference MAE-VQGAN's answer), in grey levels
+    (0–255), with the multiply-accumulates per image of each decode and of the whole
+    forward (``torch.utils.flop_counter``: matmuls and convolutions). None for the pixel
+    head, which has no VQGAN decode (every decode gives the same answer)."""
     if model.cfg.head != "vq":
         return None
-    layout = G.get_layout("in-context")
+    from torch.utils.flop_counter import FlopCounterMode
+
+    layout = G.get_layout(layout) if isinstance(layout, str) else layout
     cells = [torch.from_numpy(C.random_images(batch, seed + i)).float().div(255).permute(0, 3, 1, 2) for i in range(3)]
-    canvas = G.normalize(G.make_canvas(cells[1], cells[2], cells[0]))
-    out = model(canvas, layout)
-    full = full_canvas_answer(model, out, layout)
-    result: dict[str, Any] = {"batch": batch, "layout": layout.name}
-    for h in sorted({0, halo}):
-        diff = (decode_answer(model, out, layout, h) - full).abs() * 255
+    if layout.num_dec == G.NUM_SLOTS:
+        canvas = G.make_canvas(cells[1], cells[2], cells[0])
+    else:
+        canvas = G.make_canvas(None, None, cells[0])
+    dev = next(model.parameters()).device
+    with FlopCounterMode(display=False) as fc:
+        out = model(G.normalize(canvas).to(dev), layout, decode="answer")
+    forward_macs = fc.get_total_flops() // 2 // batch
+    answers, macs = {}, {}
+    for kind in G.DECODE_KINDS:
+        with FlopCounterMode(display=False) as fc:
+            answers[kind], _ = model.decode_vq(out.decoder_out, layout, kind, halo)
+        macs[kind] = fc.get_total_flops() // 2 // batch
+    transformer = forward_macs - macs["answer"]
+    result: dict[str, Any] = {"batch": batch, "layout": layout.name, "halo": halo, "reference": "full",
+                              "transformer_gmac": round(transformer / 1e9, 3), "decodes": {}}
+    for kind in G.DECODE_KINDS:
+        diff = (answers[kind] - answers["full"]).abs().float() * 255
         mse = float((diff / 255).pow(2).mean())
-        result[f"halo{h}"] = {
+        result["decodes"][kind] = {
             "max_abs": round(float(diff.max()), 3),
             "mean_abs": round(float(diff.mean()), 3),
             "psnr_db": round(10 * np.log10(1 / max(mse, 1e-12)), 2),
+            "decode_gmac": round(macs[kind] / 1e9, 3),
+            "total_gmac": round((transformer + macs[kind]) / 1e9, 3),
         }
     return result
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """How to export a resolved task (:func:`export_resolved`).
+
+    ``decode``: the VQ head's decode (``answer``: the 7×7 answer latent; ``halo``: with
+    ``halo`` context tokens; ``full``: the whole canvas, the reference's answer) — its pixel
+    difference from ``full`` and the MACs of each are measured and written to the sidecar.
+    Defaults: ``halo`` 1; ``decode`` ``halo`` when a ``halo`` > 0 is given, else ``answer``.
+    ``external_data``: None = automatic by size. ``example``, ``slim``: see
+    :func:`export_resolved`."""
+
+    graph: GraphKind = "task"
+    decode: G.DecodeKind | None = None
+    halo: int | None = None
+    check: bool = True
+    check_batch: int = 4
+    filename: str | None = None
+    external_data: bool | None = None
+    example: str | None = None  # pairs task, in-context graph: the pair baked in
+    slim: bool = True  # onnxslim the traced graph
+
+    def resolved(self) -> "ExportRequest":
+        """The same request with ``decode``/``halo`` filled in and checked (one-line UserError)."""
+        if self.graph not in GRAPH_KINDS:
+            raise UserError(f"unknown graph {self.graph!r}; choose from {', '.join(GRAPH_KINDS)}")
+        decode = self.decode or ("halo" if self.halo else "answer")
+        halo = 1 if self.halo is None else self.halo
+        if halo < 0 or halo > G.GRID // 2:
+            raise UserError(f"--halo must be 0..{G.GRID // 2}, got {halo}")
+        if decode not in G.DECODE_KINDS:
+            raise UserError(f"unknown decode {decode!r}; choose from {', '.join(G.DECODE_KINDS)}")
+        return dataclasses.replace(self, decode=decode, halo=halo)
 
 
 def export_task(
@@ -292,9 +304,9 @@ def export_task(
     out_dir: str | os.PathLike = "exported",
     graph: GraphKind = "task",
     check: bool = True,
-    halo: int = 0,
+    halo: int | None = None,
     check_batch: int = 4,
-    decode: DecodeKind = "answer",
+    decode: G.DecodeKind | None = None,
     filename: str | None = None,
     external_data: bool | None = None,
     log: Callable[[str], None] | None = None,
@@ -302,65 +314,64 @@ def export_task(
     example: str | None = None,
     slim: bool = True,
 ) -> ExportResult:
-    """Export ``task``'s graph to ``out_dir`` and check it. Returns an :class:`ExportResult`
-    (``.onnx_path`` is the graph to run).
+    """Resolve ``task`` on ``model`` (a ``--model`` spec or a loaded model) with ``taskvec``
+    (a TaskVector, a file, or None for the shipped ``variant`` vector) and export it
+    (:func:`export_resolved`; the other arguments are :class:`ExportRequest`'s)."""
+    request = ExportRequest(graph, decode, halo, check, check_batch, filename, external_data, example, slim).resolved()
+    try:
+        task = get_task(task).name  # pairs:DIR read (and refused) before the out folder is made
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    _writable_dir(Path(out_dir))
+    deployed = resolve_task(task, model, taskvec, variant=variant, with_taskvector=graph != "in-context")
+    return export_resolved(deployed, out_dir, request, log)
 
-    ``model``: a ``--model`` spec or a loaded model; ``taskvec``: a TaskVector, a file, or
-    None for the shipped default; ``halo``: VQ-head context tokens decoded around the
-    answer; ``decode="full"`` decodes the whole canvas (cost comparisons only);
-    ``external_data``: None = automatic by size. A pairs task (``pairs:DIR``): its identity
-    goes into the metadata, and its in-context graph bakes one example pair (``example``:
-    a pair's name; default its first train pair), so it takes only ``image``. ``slim``:
-    simplify the traced graph with onnxslim (:func:`export.graph_edit.simplify`; graphs
-    whose weights exceed :data:`SLIM_MAX_BYTES` are left as traced), before the parity check."""
+
+def export_resolved(deployed: ResolvedTask, out_dir: str | os.PathLike = "exported",
+                    request: ExportRequest = ExportRequest(), log: Callable[[str], None] | None = None) -> ExportResult:
+    """Export ``deployed``'s graph to ``out_dir`` and check it. Returns an
+    :class:`ExportResult` (``.onnx_path`` is the graph to run).
+
+    A pairs task (``pairs:DIR``): its identity goes into the metadata, and its in-context
+    graph bakes one example pair (``request.example``: a pair's name; default its first
+    train pair), so it takes only ``image``. ``request.slim``: simplify the traced graph
+    with onnxslim (:func:`export.graph_edit.simplify`; graphs whose weights exceed
+    :data:`SLIM_MAX_BYTES` are left as traced), before the parity check."""
     t0 = time.perf_counter()
     log = log or (lambda s: None)
-    task_obj = get_task(task)
+    req = request.resolved()
+    graph, decode, halo = req.graph, req.decode, req.halo
+    task_obj = get_task(deployed.task)
     task = task_obj.name  # pairs:DIR → its registry name
-    if example is not None and not isinstance(task_obj, PairsTask):
+    if req.example is not None and not isinstance(task_obj, PairsTask):
         raise UserError("--example names a pair of a pairs task (--task pairs:DIR)")
-    if example is not None and graph != "in-context":
+    if req.example is not None and graph != "in-context":
         raise UserError("--example is for --graph in-context (the one-shot graph bakes that pair)")
-    if graph not in GRAPH_KINDS:
-        raise UserError(f"unknown graph {graph!r}; choose from {', '.join(GRAPH_KINDS)}")
-    if halo < 0 or halo > G.GRID // 2:
-        raise UserError(f"--halo must be 0..{G.GRID // 2}, got {halo}")
     out = Path(out_dir)
     _writable_dir(out)
-    spec = model if isinstance(model, str) else model.cfg.name
-    net = load_model(model) if isinstance(model, str) else model.eval()
-    tv = None if graph == "in-context" else resolve_taskvector(task, net, taskvec, variant)
-    baked = _baked_example(task_obj, example) if graph == "in-context" else None
-    module, args, switch = _module_and_args(graph, net, tv, halo, decode, baked and baked[1:])
+    net = deployed.model.eval()
+    tv = None if graph == "in-context" else deployed.taskvector
+    if tv is None and graph != "in-context":
+        raise UserError(f"the {graph} graph needs a task vector")
+    baked = _baked_example(task_obj, req.example) if graph == "in-context" else None
+    module, args, switch = _module_and_args(graph, net, tv, decode, halo, baked and baked[1:])
     module.eval()
-    name = filename or onnx_filename(task, graph)
+    name = req.filename or onnx_filename(task, graph)
     dst = out / name
     sidecar = dst.with_suffix(".json")
     blocks = sorted(tv.mul) if (tv is not None and graph == "task") else []
-    meta = {
-        "task": task,
-        "graph": graph,
-        "model": spec,
-        "model_name": net.cfg.name,
-        "model_fingerprint": model_fingerprint(net),
-        "head": net.cfg.head,
-        "taskvector_fingerprint": taskvector_fingerprint(tv) if tv is not None else "",
-        "taskvector_method": getattr(tv, "method", "") if tv is not None else "",
-        "site_count": len(tv.sites) if (tv is not None and graph == "task") else 0,
-        "patched_blocks": [str(b) for b in blocks],
-        "switch_inputs": switch,
-        "halo": halo,
-        "io_spec": SPEC.to_dict(),
-        "opset": OPSET,
-        "producer": PRODUCER,
-        "producer_version": PRODUCER_VERSION,
-    }
-    identity = task_identity(task_obj)
-    if identity is not None:
-        meta["task_identity"] = identity
-    if baked is not None:
-        meta["example_pair"] = baked[0]
-    names = [SPEC.input_name] if baked is not None else input_names(graph, switch)
+    meta = GraphMetadata(
+        task=task, graph=graph, model=deployed.ref.spec, model_name=net.cfg.name,
+        model_fingerprint=deployed.fingerprint, head=net.cfg.head,
+        taskvector_fingerprint=taskvector_fingerprint(tv) if tv is not None else "",
+        taskvector_method=tv.method if tv is not None else "",
+        site_count=len(tv.sites) if (tv is not None and graph == "task") else 0,
+        patched_blocks=tuple(str(b) for b in blocks), switch_inputs=tuple(switch),
+        halo=halo if decode == "halo" else 0, decode=decode, io_spec=SPEC, opset=OPSET, producer=PRODUCER,
+        producer_version=PRODUCER_VERSION, task_identity=task_identity(task_obj) or {},
+        example_pair=baked[0] if baked is not None else "",
+    )
+    names = meta.input_names
     dynamic = [n for n in names if n not in switch]
     with tempfile.TemporaryDirectory(prefix=f".{name}.", dir=out) as tmp_dir:
         tmp = Path(tmp_dir)
@@ -369,14 +380,14 @@ def export_task(
         for line in deprecations:
             log(f"note (torch): {line}")
         proto = onnx.load(str(tmp / "raw.onnx"))
-        ext = _weight_bytes(proto) > EXTERNAL_DATA_BYTES if external_data is None else external_data
+        ext = _weight_bytes(proto) > EXTERNAL_DATA_BYTES if req.external_data is None else req.external_data
         patch_nodes = E.name_patch_nodes(proto, blocks) if graph == "task" else []
         simplified = None
-        if slim and _weight_bytes(proto) <= SLIM_MAX_BYTES:
+        if req.slim and _weight_bytes(proto) <= SLIM_MAX_BYTES:
             proto, simplified = E.simplify(proto)
             log(f"simplified with {simplified['tool']}: {simplified['nodes_before']} → {simplified['nodes_after']} nodes")
-        E.set_metadata(proto, meta, PRODUCER, PRODUCER_VERSION)
-        C.check_finite_graph(proto, f"export of {task} ({net.cfg.name})")  # also under --no-check
+        write_props(proto, meta)
+        E.check_finite_graph(proto, f"export of {task} ({net.cfg.name})")  # also under --no-check
         answer_vi = next(o for o in proto.graph.output if o.name == FLOAT_OUTPUT)
         E.drop_output(proto, FLOAT_OUTPUT)
         final = tmp / name
@@ -384,16 +395,19 @@ def export_task(
         C.check_model_file(final)
         counts = dict(E.op_counts(proto))
         report = None
-        if check:
+        if req.check:
             proto.graph.output.append(answer_vi)  # weights now live in the saved data file
             onnx.save_model(proto, str(tmp / "debug.onnx"))
             module_feeds = switch_feeds(net, tv) if graph == "switchable" else None
             examples = (SPEC.example_in_name, SPEC.example_out_name) if graph == "in-context" and baked is None else ()
-            report = C.compare_with_torch(tmp / "debug.onnx", module, module_feeds, examples, batch=check_batch)
+            report = C.compare_with_torch(tmp / "debug.onnx", module, module_feeds, examples, batch=req.check_batch)
             log(report.line())
-        decodes = compare_decodes(net, halo, batch=1) if graph == "in-context" else None
+        decodes = compare_decodes(net, graph_layout(graph), max(halo, 1))
         if decodes:
-            log(f"answer-only vs full-canvas VQGAN decode: {json.dumps(decodes)}")
+            d = decodes["decodes"]
+            log("VQGAN decode vs the full-canvas (reference) answer: " + ", ".join(
+                f"{k} max {v['max_abs']:.0f} / mean {v['mean_abs']:.1f} grey levels, {v['total_gmac']:.1f} GMAC"
+                for k, v in d.items()) + f"; this graph: --decode {decode}")
         data_dst = out / data.name if data else None
         result = ExportResult(task, graph, dst, sidecar, data_dst, meta, report, patch_nodes, counts,
                               time.perf_counter() - t0, decodes, notes=deprecations, simplified=simplified)
@@ -428,7 +442,7 @@ def _writable_dir(out: Path) -> None:
 
 def _write_sidecar(result: ExportResult, path: Path) -> None:
     info = {
-        **result.metadata,
+        **result.metadata.to_dict(),
         "files": {"onnx": result.onnx_path.name, "data": result.data_path.name if result.data_path else None,
                   "onnx_sha256": C.file_sha256(path.parent / result.onnx_path.name)},
         "check": result.check.to_dict() if result.check else None,
@@ -442,11 +456,3 @@ def _write_sidecar(result: ExportResult, path: Path) -> None:
                      "deprecations": result.notes},
     }
     path.write_text(json.dumps(info, indent=2, allow_nan=False) + "\n")
-
-
-def read_sidecar(onnx_path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(onnx_path).with_suffix(".json")
-    if not path.is_file():
-        raise UserError(f"{path}: no sidecar JSON next to {Path(onnx_path).name}")
-    return json.loads(path.read_text())
-

@@ -20,7 +20,8 @@ The timing cache lives in the output folder (``timing.<trt>.<gpu>.cache``). The 
 is ``T.trt<version>.<gpu-slug>.<prec>.engine`` with a sidecar ``….engine.json`` (TensorRT
 version, GPU, precision, batch range, ONNX metadata, sha256 of the engine).
 :func:`load_engine` refuses an engine whose TensorRT version or GPU differs from the
-running ones, or whose bytes do not match the sidecar — never runs it silently.
+running ones, or whose bytes do not match the sidecar — never runs it silently. Running an
+engine is :class:`export.trt_session.TrtSession`'s job.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, get_args
 
-from export.graph_edit import read_metadata
+from export.metadata import read_props
 from taskvec.errors import UserError, atomic_path
 
 Precision = Literal["fp16", "fp32"]
@@ -53,7 +54,7 @@ def tensorrt_available() -> bool:
     return True
 
 
-def _trt():
+def tensorrt_module():
     try:
         import tensorrt as trt
     except ImportError:
@@ -67,14 +68,17 @@ def slug(text: str) -> str:
 
 
 def gpu_name() -> str:
-    """The running GPU's name: torch.cuda, else nvidia-smi, else the Jetson device tree."""
-    try:
-        import torch
+    """The running GPU's name: the CUDA runtime's device name (the one torch.cuda reports),
+    else nvidia-smi, else the Jetson device tree. No torch."""
+    from export.cudart import CudaRuntime, find_cudart
 
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
-    except Exception:  # noqa: BLE001 — a broken CUDA install just falls through
-        pass
+    if find_cudart() is not None:
+        try:
+            cuda = CudaRuntime()
+            if cuda.device_count() > 0:
+                return cuda.device_name(0)
+        except (UserError, OSError, AttributeError):  # a broken CUDA install just falls through
+            pass
     smi = shutil.which("nvidia-smi")
     if smi:
         try:
@@ -146,14 +150,14 @@ def build_engine(
 ) -> Path:
     """Build ``T.trt<ver>.<gpu>.<prec>.engine`` (+ ``.json``) next to ``onnx_path`` (or in
     ``out_dir``). Returns the engine path. UserError on any failure (one line)."""
-    trt = _trt()
+    trt = tensorrt_module()
     log = log or (lambda s: None)
     onnx_path = Path(onnx_path)
     out = Path(out_dir) if out_dir else onnx_path.parent
     if not onnx_path.is_file():
         raise UserError(f"{onnx_path} does not exist")
     version, gpu = trt.__version__, gpu_name()
-    meta = read_metadata(onnx_path)
+    meta = read_props(onnx_path)
     logger = _Logger(trt)
     builder = trt.Builder(logger)
     strong_flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
@@ -214,7 +218,7 @@ def build_engine(
         "tensorrt": version, "gpu": gpu, "gpu_slug": slug(gpu), "precision": precision, "strongly_typed": strongly,
         "batch_min": 1, "batch_opt": opt, "batch_max": batch_max, "onnx": onnx_path.name,
         "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "build_seconds": round(time.perf_counter() - t0, 1),
-        "timing_cache": cache_path.name, "metadata": meta,
+        "timing_cache": cache_path.name, "metadata": meta.to_dict() if meta is not None else {},
     }
     with atomic_path(sidecar_path(engine)) as tmp:
         tmp.write_text(json.dumps(info, indent=2) + "\n")
@@ -270,7 +274,7 @@ def check_engine_file(path: str | Path, trt_version: str | None = None, gpu: str
 def load_engine(path: str | Path):
     """Deserialize an engine after :func:`check_engine_file` against the running TensorRT
     and GPU → ``trt.ICudaEngine``. One-line UserError if it cannot be used."""
-    trt = _trt()
+    trt = tensorrt_module()
     check_engine_file(path, trt.__version__, gpu_name())
     logger = _Logger(trt)
     runtime = trt.Runtime(logger)
@@ -280,55 +284,3 @@ def load_engine(path: str | Path):
         raise UserError(f"{Path(path).name}: TensorRT cannot load this engine ({' '.join(msg.split())[:200]})")
     _KEEP_ALIVE.append(runtime)
     return engine
-
-
-@dataclass
-class EngineRunner:
-    """Run an engine with named tensors and ``execute_async_v3``; buffers are torch CUDA
-    tensors. ``infer(feeds)`` takes numpy arrays by input name, returns outputs by name."""
-
-    path: str | Path
-
-    def __post_init__(self) -> None:
-        import torch
-
-        trt = _trt()
-        self._trt, self._torch = trt, torch
-        self.engine = load_engine(self.path)
-        self.context = self.engine.create_execution_context()
-        self.stream = torch.cuda.Stream()
-        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-
-    def _dtype(self, name: str):
-        import numpy as np
-
-        return np.dtype(self._trt.nptype(self.engine.get_tensor_dtype(name)))
-
-    def infer(self, feeds: dict[str, Any]) -> dict[str, Any]:
-        torch = self._torch
-        keep = []
-        for name in self.inputs:
-            t = torch.from_numpy(feeds[name]).to("cuda").contiguous()
-            keep.append(t)
-            self.context.set_input_shape(name, tuple(t.shape))
-            self.context.set_tensor_address(name, t.data_ptr())
-        outs = {}
-        for name in self.outputs:
-            shape = tuple(self.context.get_tensor_shape(name))
-            t = torch.empty(shape, dtype=getattr(torch, self._dtype(name).name), device="cuda")
-            outs[name] = t
-            self.context.set_tensor_address(name, t.data_ptr())
-        with torch.cuda.stream(self.stream):
-            if not self.context.execute_async_v3(self.stream.cuda_stream):
-                raise UserError(f"{Path(self.path).name}: TensorRT execution failed")
-        self.stream.synchronize()
-        return {k: v.cpu().numpy() for k, v in outs.items()}
-
-    def __enter__(self) -> "EngineRunner":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.context = None
-        self.engine = None

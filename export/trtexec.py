@@ -10,10 +10,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from export.graph_edit import read_metadata
+from export.metadata import read_props
 from export.spec import SPEC, IOSpec
-from export.trt import (Precision, _major, _trt, engine_filename, fp16_graph_path, gpu_name, tensorrt_available,
-                        timing_cache_path)
+from export.trt import (Precision, _major, engine_filename, fp16_graph_path, gpu_name, tensorrt_available,
+                        tensorrt_module, timing_cache_path)
 from taskvec.errors import UserError
 
 TRTEXEC_JETSON = "/usr/src/tensorrt/bin/trtexec"
@@ -79,14 +79,14 @@ def trtexec_plan(onnx_path: str | Path, precision: Precision = "fp16", batch_max
     are fixed-size)."""
     onnx_path = Path(onnx_path)
     if trt_version is None:
-        trt_version = _trt().__version__ if tensorrt_available() else "10"
+        trt_version = tensorrt_module().__version__ if tensorrt_available() else "10"
     major = _major(trt_version)
     if major < 10:
         raise UserError(f"TensorRT {trt_version}: this product builds with the 10.x API or later")
     gpu = gpu or gpu_name()
-    meta = read_metadata(onnx_path) if onnx_path.is_file() else {}
-    graph = meta.get("graph", "task")
-    names = [spec.input_name] + ([spec.example_in_name, spec.example_out_name] if graph == "in-context" else [])
+    meta = read_props(onnx_path) if onnx_path.is_file() else None
+    examples = meta is not None and meta.graph == "in-context" and not meta.baked  # baked: the pair is constants
+    names = [spec.input_name] + ([spec.example_in_name, spec.example_out_name] if examples else [])
     opt = max(1, min(4, batch_max))
     shapes = {k: ",".join(_shape_arg(n, b, spec) for n in names) for k, b in (("min", 1), ("opt", opt), ("max", batch_max))}
     engine = onnx_path.with_name(engine_filename(onnx_path, trt_version, gpu, precision))

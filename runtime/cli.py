@@ -14,12 +14,14 @@ from pathlib import Path
 
 import click
 
+from runtime.backends import BACKEND_KINDS
 from runtime.cache import default_cache_dir, file_digest
 from runtime.lowlight import GAIN_MODES, TRANSFER_MODES
+from runtime.predictor import PREDICTORS
 from taskvec.cli.options import TaskType
 from taskvec.errors import OneLineCommand, UserError, one_line
+from taskvec.model.card import DEFAULT_MODEL
 
-TASKS = ("lowlight", "inpainting")
 
 EPILOG = """\b
 Examples:
@@ -46,29 +48,45 @@ Examples:
 
 def default_runtime_taskvector(task: str, model: str) -> Path:
     """The shipped vector tvrun uses when none is given: the realistic variant where shipped
-    (live video is darker and noisier than the paper's 0.5·image), else the paper's."""
-    from taskvec.model.checkpoint import load_model
-    from taskvec.vectors.taskvector import runtime_taskvector_path
+    (live video is darker and noisier than the paper's 0.5·image), else the paper's. Reads
+    the model's card only (no weights)."""
+    from taskvec.model.card import model_ref
+    from taskvec.vectors.shipped import runtime_taskvector_path
 
-    return runtime_taskvector_path(task, load_model(model).cfg.name)
+    return runtime_taskvector_path(task, model_ref(model).name)
 
 
 def cached_onnx(task: str, model: str = "tiny", cache_dir: str | os.PathLike[str] | None = None,
-                taskvec: str | None = None, log=print) -> Path:
-    """The task graph for ``model`` in the cache, exported on first use (export_task).
+                taskvec: str | None = None, log=print, deployed=None) -> Path:
+    """The task graph for ``model`` in the cache, exported on first use.
 
     Key: ``{model name}-{weights fingerprint[:16]}[-tv{task-vector file digest[:12]}]/{task}``;
-    an entry whose sidecar names other weights is exported again."""
+    an entry whose sidecar names other weights is exported again. The fingerprint comes
+    from the model's card, so a cache hit loads no weights; ``deployed`` (a callable returning
+    the command's :class:`~taskvec.vectors.resolved.ResolvedTask`) is called only when the
+    weights are needed (a miss, or a ``random:`` model)."""
     import json
 
-    from taskvec.model.checkpoint import load_model, model_fingerprint
+    from taskvec.model.card import model_ref
 
-    net = load_model(model)
-    fp = model_fingerprint(net)
-    key = f"{net.cfg.name}-{fp[:16]}"
+    if taskvec and not Path(taskvec).is_file():
+        raise UserError(f"task vector {taskvec} does not exist")
+    resolved: list = []
+
+    def resolve():
+        if not resolved:
+            if deployed is not None:
+                resolved.append(deployed())
+            else:
+                from taskvec.vectors.resolved import resolve_task
+
+                resolved.append(resolve_task(task, model, taskvec))
+        return resolved[0]
+
+    ref = model_ref(model)
+    fp = ref.fingerprint or resolve().fingerprint
+    key = f"{ref.name}-{fp[:16]}"
     if taskvec:
-        if not Path(taskvec).is_file():
-            raise UserError(f"task vector {taskvec} does not exist")
         key += f"-tv{file_digest(taskvec)[:12]}"
     folder = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     folder = folder / key / task
@@ -80,28 +98,45 @@ def cached_onnx(task: str, model: str = "tiny", cache_dir: str | os.PathLike[str
                 return onnx_path
         except (OSError, ValueError):
             pass
-    try:
-        from export.onnx_export import export_task
-    except ImportError as e:
-        raise UserError(f"cannot export the {task} graph: export.onnx_export is unavailable ({e}); pass --onnx") from None
-    log(f"exporting the {task} graph of {net.cfg.name} to {folder} (first use; cached afterwards)…")
-    result = export_task(task, model=net, taskvec=taskvec, out_dir=folder, graph="task", check=True)
-    return Path(result.onnx_path)
+    from export.onnx_export import ExportRequest, export_resolved
+
+    log(f"exporting the {task} graph of {ref.name} to {folder} (first use; cached afterwards)…")
+    return Path(export_resolved(resolve(), folder, ExportRequest("task"), log).onnx_path)
 
 
-def check_graph_options(task: str, engine: str | None, onnx: str | None, backend: str) -> None:
-    """Refuse, before opening anything, a --onnx graph that is not tvexport's graph for ``task``
-    (export.check.verify_task_graph) and an --engine that is missing or cannot run here."""
+def graph_request(task: str, model: str | None):
+    """What tvrun asks of a graph or an engine: a task graph for ``task`` with the runtime's
+    I/O and, when ``--model`` was given, that model's weights (fingerprint from its card;
+    the config name for ``random:`` models). No torch."""
+    from export.metadata import GraphRequest
+    from export.spec import SPEC
+
+    if model is None:
+        return GraphRequest(task=task, graph="task", spec=SPEC)
+    from taskvec.model.card import model_ref
+
+    ref = model_ref(model)
+    return GraphRequest(task=task, graph="task", model_fingerprint=ref.fingerprint, model_name=ref.name, spec=SPEC)
+
+
+def check_graph_options(task: str, engine: str | None, onnx: str | None, backend: str, model: str | None = None) -> None:
+    """Refuse, before opening anything, a --onnx graph or an --engine that is not tvexport's
+    graph for ``task`` (and ``model``, when given) or whose sidecar contradicts it
+    (:func:`export.metadata.load_graph_metadata` / :func:`~export.metadata.load_engine_metadata`),
+    and an --engine that cannot run here."""
     if onnx:
-        from export.check import verify_task_graph
+        from export.metadata import load_graph_metadata
 
-        verify_task_graph(onnx, task)
+        load_graph_metadata(onnx, graph_request(task, model))
     if engine:
         path = Path(engine)
         if not path.is_file():
             raise UserError(f"engine {engine} does not exist")
         if path.stat().st_size == 0:
             raise UserError(f"engine {engine} is empty")
+        from export.metadata import load_engine_metadata
+
+        load_engine_metadata(path, graph_request(task, model))
         if backend in ("auto", "tensorrt"):
             from runtime.backends import available_backends
 
@@ -122,16 +157,17 @@ def check_graph_options(task: str, engine: str | None, onnx: str | None, backend
               help="rtsp:// and rtp:// sources: the stream's codec [h264]")
 @click.option("--latency", type=click.IntRange(0, 10000), default=None, metavar="MS",
               help="rtsp:// and rtp:// sources through GStreamer: jitter-buffer latency [200]")
-@click.option("--task", required=True, type=TaskType(TASKS),
+@click.option("--task", required=True, type=TaskType(tuple(PREDICTORS)),
               help="what to do to every frame; pairs:DIR — a task defined by example pairs (the whole frame "
                    "through its graph: --onnx from tvexport, or --taskvec from taskvec search)")
 @click.option("--engine", type=click.Path(dir_okay=False), default=None, help="TensorRT engine (tvexport --engine)")
 @click.option("--onnx", type=click.Path(dir_okay=False), default=None, help="exported ONNX graph (tvexport)")
-@click.option("--model", default="tiny", show_default=True,
-              help="model whose graph is exported and cached when no --engine/--onnx is given (also for --backend torch)")
+@click.option("--model", default=None,
+              help="model whose graph is exported and cached when no --engine/--onnx is given (also for --backend "
+                   "torch) [tiny]; with --engine/--onnx, the graph must have been exported from it")
 @click.option("--taskvec", type=click.Path(dir_okay=False), default=None,
               help="task-vector file (default: the task's shipped vector)")
-@click.option("--backend", type=click.Choice(("auto", "tensorrt", "onnxruntime", "torch")), default="auto",
+@click.option("--backend", type=click.Choice(BACKEND_KINDS), default="auto",
               show_default=True, help="auto picks TensorRT engine > ORT TensorRT/CUDA > ORT CPU > torch")
 @click.option("--precision", type=click.Choice(("fp32", "fp16")), default="fp32", show_default=True,
               help="ONNX Runtime's TensorRT provider: build its engine in FP16 (LayerNorm kept FP32); engines "
@@ -190,7 +226,7 @@ def main(camera, source, task, engine, onnx, model, taskvec, backend, headless, 
                      input_codec=input_codec, latency=latency)
 
 
-def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="tiny", taskvec=None, backend="auto",
+def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model=None, taskvec=None, backend="auto",
             headless=False, output=None, overlay=False, frames=None, loop=False, stats_path=None, mask=None,
             mask_rect=None, tiles=None, gain_mode="rgb", before_after=None, cache_dir=None, reconnect=0,
             transfer="denoise", noise_k=None, lift=None, temporal_alpha=None,
@@ -210,7 +246,7 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
     identity = None
     try:
         status.phase("checks")
-        if task not in TASKS:  # pairs:DIR → its registry name; the folder is read and hashed here
+        if task not in PREDICTORS:  # pairs:DIR → its registry name; the folder is read and hashed here
             from taskvec.data.pairs import task_identity
             from taskvec.data.tasks import get_task
 
@@ -231,7 +267,8 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
                             "(in a window you can draw the hole)")
         if engine and onnx:
             raise UserError("give --engine or --onnx, not both")
-        check_graph_options(task, engine, onnx, backend)
+        check_graph_options(task, engine, onnx, backend, model)
+        model_spec = model or DEFAULT_MODEL
         from runtime.lowlight import lowlight_params
         from runtime.predictor import make_predictor, parse_rect, parse_tiles, read_mask
 
@@ -253,7 +290,7 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
     except (UserError, ValueError, SinkError) as e:
         return err(one_line(e), 2)
 
-    from runtime.backends import open_backend
+    from runtime.backends import BackendRequest, open_backend
     from runtime.pipeline import run
     from runtime.sources import open_source
 
@@ -268,23 +305,32 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model="ti
         return err(str(e), 2)
     try:
         try:
-            factory = None
-            if not onnx and not engine:
-                if taskvec is None:
-                    status.phase("model", f"loading model {model}")
-                    taskvec = str(default_runtime_taskvector(task, model))
-                tv_file = taskvec
+            resolved: list = []
 
-                def export_on_first_use() -> Path:
-                    status.phase("graph", f"the {task} graph of {model} (export cache)")
-                    path = cached_onnx(task, model, cache_dir, tv_file, log=lambda s: print(s, file=sys.stderr))
-                    status.phase("backend", "starting the backend")
-                    return path
+            def taskvector_file() -> str:
+                return taskvec or str(default_runtime_taskvector(task, model_spec))
 
-                factory = export_on_first_use
+            def deployed():
+                """The command's one ResolvedTask: the model is loaded here, at most once."""
+                if not resolved:
+                    from taskvec.vectors.resolved import resolve_task
+
+                    status.phase("model", f"loading model {model_spec}")
+                    resolved.append(resolve_task(task, model_spec, taskvector_file()))
+                return resolved[0]
+
+            def export_on_first_use() -> Path:
+                status.phase("graph", f"the {task} graph of {model_spec} (export cache)")
+                path = cached_onnx(task, model_spec, cache_dir, taskvector_file(),
+                                   log=lambda s: print(s, file=sys.stderr), deployed=deployed)
+                status.phase("backend", "starting the backend")
+                return path
+
             status.phase("backend", "starting the backend")
-            be = open_backend(backend, onnx=onnx, engine=engine, model=model, task=task, onnx_factory=factory,
-                              taskvec=taskvec, cache_dir=cache_dir, fp16=precision == "fp16")
+            be = open_backend(BackendRequest(
+                backend, onnx=onnx, engine=engine, export=None if (onnx or engine) else export_on_first_use,
+                deployed=deployed, task=task, model=model_spec, graph=graph_request(task, model), cache_dir=cache_dir,
+                fp16=precision == "fp16"))
         except (UserError, ValueError, OSError) as e:
             return err(one_line(e), 2)
         with be:

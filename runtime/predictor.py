@@ -424,4 +424,10 @@ def make_predictor(task: str, backend: Backend, *, tiles: tuple[int, int] = (1, 
 
     if registered_pairs_task(task) is not None:
         return WholeFrame(backend)
-    raise UserError(f"tvrun has no predictor for task {task!r}; choose lowlight, inpainting or pairs:DIR")
+    raise UserError(f"tvrun has no predictor for task {task!r}; choose {', '.join(PREDICTORS)} or pairs:DIR")
+
+
+PREDICTORS: dict[str, type[Predictor]] = {"lowlight": LowLightEnhancer, "inpainting": Inpainter}
+"""The built-in tasks tvrun can run, each with its predictor (feeds ``tvrun --task``'s
+choices); a pairs task (``pairs:DIR``, registered when resolved) runs through
+:class:`WholeFrame`."""

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
-import torch
-import torch.nn.functional as F
-from torch import Tensor
+if TYPE_CHECKING:  # torch is imported where tensors are made: the names and layouts load without it
+    import torch
+    from torch import Tensor
 
 CANVAS = 224
 CELL = 111
@@ -73,15 +73,20 @@ def cell_slots(cell: CellName) -> list[int]:
 # Canvas building
 
 
-_MEAN_STD: dict[tuple[str, torch.dtype], tuple[Tensor, Tensor]] = {}
+_MEAN_STD: dict[tuple[str, "torch.dtype"], tuple[Tensor, Tensor]] = {}
 
 
-def _mean_std(device=None, dtype=torch.float32) -> tuple[Tensor, Tensor]:
-    """ImageNet mean/std as [1,3,1,1], cached per device (no host copy on the hot path)."""
+def _mean_std(device=None, dtype=None) -> tuple[Tensor, Tensor]:
+    """ImageNet mean/std as [1,3,1,1] (float32 by default), cached per device (no host copy
+    on the hot path)."""
+    import torch
+
+    dtype = dtype or torch.float32
     key = (str(device), dtype)
     if key not in _MEAN_STD:
-        mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=device, dtype=dtype).view(1, 3, 1, 1)
+        with torch.inference_mode(False):  # cached: usable by training after an inference call made them
+            mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1)
+            std = torch.tensor(IMAGENET_STD, device=device, dtype=dtype).view(1, 3, 1, 1)
         _MEAN_STD[key] = (mean, std)
     return _MEAN_STD[key]
 
@@ -102,6 +107,8 @@ def resize_cell(img: Tensor) -> Tensor:
     """Resize [B,3,H,W] images in [0,1] to a 111×111 cell (bicubic, aspect not kept)."""
     if img.shape[-2:] == (CELL, CELL):
         return img
+    import torch.nn.functional as F
+
     return F.interpolate(img, size=(CELL, CELL), mode="bicubic", align_corners=False).clamp(0, 1)
 
 
@@ -117,6 +124,8 @@ def make_canvas(
     stays white). Returns the canvas [B,3,224,224] in [0,1] space — normalise it with
     :func:`normalize` before the model.
     """
+    import torch
+
     b = query.shape[0]
     canvas = torch.ones(b, 3, CANVAS, CANVAS, dtype=query.dtype, device=query.device)
     for name, img in zip(CELLS, (example_in, example_out, query, answer)):
@@ -194,8 +203,12 @@ class Layout:
         return [pos[s] for s in slots]
 
     def dec_index(self, slots: list[int] | tuple[int, ...]) -> list[int]:
-        pos = {s: i for i, s in enumerate(self.dec_slots)}
+        pos = self.dec_index_map()
         return [pos[s] for s in slots]
+
+    def dec_index_map(self) -> dict[int, int]:
+        """{slot: decoder sequence index} for every slot the decoder sees."""
+        return {s: i for i, s in enumerate(self.dec_slots)}
 
     def slots(self, stage: Literal["enc", "dec"]) -> tuple[int, ...]:
         return self.enc_slots if stage == "enc" else self.dec_slots
@@ -232,6 +245,8 @@ def get_layout(name: LayoutName) -> Layout:
 def random_drop_layout(keep: float, generator: torch.Generator | None = None) -> Layout:
     """In-context layout whose encoder keeps a random ``keep`` fraction of the visible
     tokens (the query cell is always kept). Used in training to halve encoder cost."""
+    import torch
+
     base = get_layout("in-context")
     query = set(cell_slots("query"))
     others = [s for s in base.enc_slots[1:] if s not in query]
@@ -245,3 +260,85 @@ def region_slots(region: Literal["cls", "query", "answer", "example_in", "exampl
     if region == "cls":
         return [CLS_SLOT]
     return cell_slots(region)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------------
+# Which tokens go through the VQGAN decoder for the answer cell (DESIGN §1, §5)
+
+DecodeKind = Literal["full", "halo", "answer"]
+DECODE_KINDS: tuple[str, ...] = get_args(DecodeKind)
+
+
+@dataclass(frozen=True)
+class DecodeRegion:
+    """A rectangle of canvas tokens (rows ``r0``..13, cols ``c0``..13) decoded by the VQGAN
+    to produce the answer cell.
+
+    ``sources``: for every token of the rectangle (raster order), the decoder-sequence
+    index whose code fills it. ``answer_positions``: where the answer's 49 tokens sit in the
+    rectangle. The answer cell is the decoded image's ``[crop_top:+111, crop_left:+111]``."""
+
+    kind: str
+    r0: int
+    c0: int
+    sources: tuple[int, ...]
+    answer_positions: tuple[int, ...]
+
+    @property
+    def rows(self) -> int:
+        return GRID - self.r0
+
+    @property
+    def cols(self) -> int:
+        return GRID - self.c0
+
+    @property
+    def crop_top(self) -> int:
+        return CELL_ORIGIN["answer"][0] - self.r0 * PATCH
+
+    @property
+    def crop_left(self) -> int:
+        return CELL_ORIGIN["answer"][1] - self.c0 * PATCH
+
+    def crop(self, image: Tensor) -> Tensor:
+        """Decoded image [B,3,16·rows,16·cols] → the answer cell [B,3,111,111]."""
+        return image[:, :, self.crop_top : self.crop_top + CELL, self.crop_left : self.crop_left + CELL]
+
+
+@lru_cache(maxsize=64)
+def decode_region(layout: Layout, kind: DecodeKind = "full", halo: int = 1) -> DecodeRegion:
+    """The tokens decoded for the answer cell under ``layout``.
+
+    - ``full``: the whole 14×14 grid, as the reference MAE-VQGAN decodes it; a token the
+      decoder did not see takes the code of the token half a grid below it (zero-shot: the
+      bottom half's codes in both halves), then the answer cell is cropped.
+    - ``answer``: only the answer's 7×7 tokens.
+    - ``halo``: the answer's tokens grown up/left by up to ``halo`` tokens where the
+      layout's decoder has them (the answer touches the canvas' bottom and right edges)."""
+    present = layout.dec_index_map()
+    if kind == "full":
+        r0 = c0 = 0
+    elif kind == "answer":
+        r0 = c0 = _HALF
+    elif kind == "halo":
+        if not 0 <= halo <= _HALF:
+            raise ValueError(f"halo must be 0..{_HALF}, got {halo}")
+        r0 = c0 = _HALF
+        while r0 > _HALF - halo and all(1 + (r0 - 1) * GRID + c in present for c in range(c0, GRID)):
+            r0 -= 1
+        while c0 > _HALF - halo and all(1 + r * GRID + c0 - 1 in present for r in range(r0, GRID)):
+            c0 -= 1
+    else:
+        raise ValueError(f"unknown decode {kind!r}; choose from {', '.join(DECODE_KINDS)}")
+    sources = []
+    for r in range(r0, GRID):
+        for c in range(c0, GRID):
+            slot = 1 + r * GRID + c
+            if slot not in present:
+                slot += _HALF * GRID  # the token half a grid below (the reference's zero-shot repeat)
+            if slot not in present:
+                raise ValueError(f"layout {layout.name} has no code for canvas token {r * GRID + c}")
+            sources.append(present[slot])
+    cols = GRID - c0
+    answer = tuple((r - r0) * cols + (c - c0) for r in range(_HALF, GRID) for c in range(_HALF, GRID))
+    return DecodeRegion(kind, r0, c0, tuple(sources), answer)

@@ -97,10 +97,10 @@ def test_pairs_collect_search_evaluate_export_run(tmp_path, kind, metric):
     out_dir = tmp_path / "exported"
     _ok(run.invoke(tvexport_main, ["--task", spec, "--taskvec", str(tv_path), "--out", str(out_dir)]))
     onnx_path = out_dir / f"{task.name}.onnx"
-    from export.graph_edit import read_metadata
+    from export.metadata import read_props
 
-    meta = read_metadata(onnx_path)
-    assert meta["task"] == task.name and meta["task_identity"]["pairs_sha256"] == task.digest
+    meta = read_props(onnx_path)
+    assert meta.task == task.name and meta.task_identity["pairs_sha256"] == task.digest
     query = pairs / "input" / f"{task.val_names[0]}.png"
     answer = tmp_path / "answer.png"
     _ok(run.invoke(taskvec_main, ["prompt", "--task", spec, "--zero-shot", "--taskvec", str(tv_path),
@@ -146,11 +146,11 @@ def test_one_pair_deploys_in_context(tmp_path):
                                    "--model", "random:micro_pixel"])  # fmt: skip
     assert r.exit_code == 0, r.output
     onnx_path = tmp_path / "x" / f"{task.name}.in-context.onnx"
-    from export.graph_edit import read_metadata
+    from export.metadata import load_graph_metadata
     import onnx
 
-    meta = read_metadata(onnx_path)
-    assert meta["example_pair"] == "p000" and meta["task_identity"]["pairs"] == 1
+    meta = load_graph_metadata(onnx_path)  # the sidecar says the same, field by field
+    assert meta.example_pair == "p000" and meta.task_identity["pairs"] == 1 and meta.baked
     assert [i.name for i in onnx.load(str(onnx_path), load_external_data=False).graph.input] == ["image"]
     # the baked graph answers as the one-shot prompt with that pair
     from taskvec.model.checkpoint import load_model

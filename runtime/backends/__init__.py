@@ -7,9 +7,9 @@ Every backend runs the deployed graph's contract (``export.spec.SPEC``)::
 and is a context manager (``close()`` frees sessions, engines and device buffers).
 One module per backend, each importing its heavy dependency lazily:
 
-    tensorrt     a serialized TensorRT engine (``--engine``), through ``export.trt.load_engine``
+    tensorrt     a serialized TensorRT engine (``--engine``) in ``export.trt_session.TrtSession``
     onnxruntime  an exported ONNX graph (``--onnx``), TensorRT/CUDA/CPU execution providers
-    torch        the PyTorch reference: the model + the task's shipped task vector, zero-shot
+    torch        the PyTorch reference: the exported wrapper (``export.wrapper.ZeroShotGraph``) run eagerly
 
 ``open_backend("auto", …)`` picks the fastest one that can run here and says why
 (``backend.reason``): TensorRT engine > ORT with TensorRT/CUDA > ORT CPU > torch.
@@ -18,7 +18,9 @@ One module per backend, each importing its heavy dependency lazily:
 from __future__ import annotations
 
 import importlib.util
-from typing import Literal, Protocol, get_args, runtime_checkable
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 
@@ -101,15 +103,21 @@ def ort_providers() -> list[str]:
 
 
 def cuda_available() -> bool:
-    if not _has("torch"):
-        return False
-    import torch
+    """A CUDA GPU is visible to the CUDA runtime (asked through ctypes: no torch)."""
+    from export.cudart import CudaRuntime, find_cudart
+    from taskvec.errors import UserError
 
-    return bool(torch.cuda.is_available())
+    if find_cudart() is None:
+        return False
+    try:
+        return CudaRuntime().device_count() > 0
+    except (UserError, OSError, AttributeError):
+        return False
 
 
 def available_backends() -> dict[str, str]:
-    """{kind: what it would run on} for every backend usable here, fastest first."""
+    """{kind: what it would run on} for every backend usable here, fastest first. Imports
+    neither torch nor TensorRT (the torch backend's device is chosen when it opens)."""
     out: dict[str, str] = {}
     if _has("tensorrt") and cuda_available():
         out["tensorrt"] = "TensorRT engine"
@@ -119,91 +127,106 @@ def available_backends() -> dict[str, str]:
 
         out["onnxruntime"] = ",".join(p.replace("ExecutionProvider", "") for p in pick_providers(providers))
     if _has("torch"):
-        out["torch"] = "cuda" if cuda_available() else "cpu"
+        out["torch"] = "cuda" if cuda_available() else "cpu"  # the device it would pick
     return out
 
 
-def open_backend(
-    kind: BackendKind = "auto",
-    onnx: str | None = None,
-    engine: str | None = None,
-    model: str | None = None,
-    task: str | None = None,
-    device: str | None = None,
-    onnx_factory=None,
-    taskvec: str | None = None,
-    cache_dir: str | None = None,
-    fp16: bool = False,
-) -> Backend:
-    """Open one backend.
+@dataclass(frozen=True)
+class BackendRequest:
+    """What to open (:func:`open_backend`).
 
-    ``engine``: a TensorRT engine file; ``onnx``: an ONNX graph; ``model`` + ``task``: the
-    PyTorch reference (``model`` defaults to ``tiny``). ``onnx_factory`` is a callable that
-    returns an ONNX path when ``auto``/``onnxruntime`` needs one and none was given (the CLI
-    passes the export cache); ``taskvec`` a task-vector file for the torch backend. ``device`` is "cpu"/"cuda" for torch, a provider prefix
-    ("cpu", "cuda", "tensorrt") for onnxruntime. ``cache_dir``: where ONNX Runtime's TensorRT
-    provider keeps engines and its timing cache; ``fp16``: FP16 on that provider.
-    Raises :class:`BackendError`.
-    """
-    if kind not in BACKEND_KINDS:
-        raise BackendError(f"unknown backend {kind!r}; choose from {', '.join(BACKEND_KINDS)}")
-    have = available_backends()
+    ``kind``: a :data:`BACKEND_KINDS` name; ``engine``: a TensorRT engine file; ``onnx``: an
+    ONNX graph, or ``export``: a callable returning one when ``auto``/``onnxruntime`` needs
+    it (tvrun passes its export cache); ``deployed``: a callable returning the
+    :class:`~taskvec.vectors.resolved.ResolvedTask` the torch backend runs (tvrun's, resolved
+    at most once), else ``task`` (+ ``model``) resolved here; ``graph``: what an engine's graph
+    must be (:class:`~export.metadata.GraphRequest`). ``device`` is "cpu"/"cuda" for torch, a
+    provider prefix ("cpu", "cuda", "tensorrt") for onnxruntime; ``cache_dir``: where ONNX
+    Runtime's TensorRT provider keeps engines and its timing cache; ``fp16``: FP16 there."""
 
-    def _onnx_path() -> str:
-        if onnx:
-            return onnx
-        if onnx_factory is None:
+    kind: BackendKind = "auto"
+    onnx: str | None = None
+    engine: str | None = None
+    export: Callable[[], str | os.PathLike[str]] | None = None
+    deployed: Callable[[], Any] | None = None
+    task: str | None = None
+    model: str | None = None
+    graph: Any = None
+    device: str | None = None
+    cache_dir: str | None = None
+    fp16: bool = False
+
+    def onnx_path(self) -> str:
+        if self.onnx:
+            return self.onnx
+        if self.export is None:
             raise BackendError("the onnxruntime backend needs --onnx FILE (or a task to export)")
-        return str(onnx_factory())
+        return str(self.export())
 
-    if kind == "tensorrt":
-        if not engine:
-            raise BackendError("the tensorrt backend needs --engine FILE (build one with `tvexport --engine`)")
-        from runtime.backends.tensorrt import TensorRTBackend
-
-        b = TensorRTBackend(engine)
-        b.reason = "asked for (--backend tensorrt)"
-        return b
-    if kind == "onnxruntime":
-        from runtime.backends.onnxruntime import OrtBackend
-
-        b = OrtBackend(_onnx_path(), device=device, cache_dir=cache_dir, fp16=fp16)
-        b.reason = "asked for (--backend onnxruntime)"
-        return b
-    if kind == "torch":
-        from runtime.backends.torch import TorchBackend
-
-        if not task:
+    def resolved_task(self):
+        if self.deployed is not None:
+            return self.deployed()
+        if not self.task:
             raise BackendError("the torch backend needs --task")
-        b = TorchBackend.from_spec(model or "tiny", task, device=device, taskvec=taskvec)
-        b.reason = "asked for (--backend torch)"
+        from taskvec.vectors.resolved import resolve_task
+
+        return resolve_task(self.task, self.model or "tiny")
+
+
+def _torch(req: BackendRequest) -> Backend:
+    from runtime.backends.torch import TorchBackend
+
+    deployed = req.resolved_task()
+    return TorchBackend.zero_shot(deployed.model, deployed.taskvector, device=req.device)
+
+
+def _tensorrt(req: BackendRequest) -> Backend:
+    from runtime.backends.tensorrt import TensorRTBackend
+
+    return TensorRTBackend(req.engine, req.graph)
+
+
+def _ort(req: BackendRequest) -> Backend:
+    from runtime.backends.onnxruntime import OrtBackend
+
+    return OrtBackend(req.onnx_path(), device=req.device, cache_dir=req.cache_dir, fp16=req.fp16)
+
+
+def open_backend(request: BackendRequest | BackendKind = "auto", **fields: Any) -> Backend:
+    """Open one backend for ``request`` (a :class:`BackendRequest`, or its ``kind`` with the
+    other fields as keywords). ``auto`` picks the fastest that can run here and says why
+    (``backend.reason``). Raises :class:`BackendError`."""
+    req = request if isinstance(request, BackendRequest) else BackendRequest(request, **fields)
+    if req.kind not in BACKEND_KINDS:
+        raise BackendError(f"unknown backend {req.kind!r}; choose from {', '.join(BACKEND_KINDS)}")
+    if req.kind == "tensorrt" and not req.engine:
+        raise BackendError("the tensorrt backend needs --engine FILE (build one with `tvexport --engine`)")
+    opener = {"tensorrt": _tensorrt, "onnxruntime": _ort, "torch": _torch}
+    if req.kind != "auto":
+        b = opener[req.kind](req)
+        b.reason = f"asked for (--backend {req.kind})"
         return b
 
     # auto: fastest first, each step says why the faster ones were passed over
+    have = available_backends()
     passed: list[str] = []
-    if engine:
+    if req.engine:
         if "tensorrt" in have:
-            from runtime.backends.tensorrt import TensorRTBackend
-
-            b = TensorRTBackend(engine)
+            b = _tensorrt(req)
             b.reason = "auto: a TensorRT engine was given and TensorRT + CUDA are available"
             return b
         passed.append("engine given but TensorRT/CUDA unavailable")
     else:
         passed.append("no --engine")
-    if "onnxruntime" in have and (onnx or onnx_factory is not None):
-        from runtime.backends.onnxruntime import OrtBackend
-
-        b = OrtBackend(_onnx_path(), device=device, cache_dir=cache_dir, fp16=fp16)
+    if "onnxruntime" in have and (req.onnx or req.export is not None):
+        b = _ort(req)
         accel = b.provider != "CPU"
         why = f"ONNX Runtime with the {b.provider} provider" + ("" if accel else " (no TensorRT/CUDA provider)")
         b.reason = "auto: " + why + "; " + ", ".join(passed)
         return b
     passed.append("onnxruntime unavailable" if "onnxruntime" not in have else "no ONNX graph")
-    if "torch" in have and task:
-        from runtime.backends.torch import TorchBackend
-
-        b = TorchBackend.from_spec(model or "tiny", task, device=device, taskvec=taskvec)
+    if "torch" in have and (req.task or req.deployed is not None):
+        b = _torch(req)
         b.reason = "auto: PyTorch reference (slowest); " + ", ".join(passed)
         return b
     raise BackendError("no backend can run here: " + ", ".join(passed))
@@ -215,6 +238,7 @@ __all__ = [
     "BackendBase",
     "BackendError",
     "BackendKind",
+    "BackendRequest",
     "available_backends",
     "open_backend",
 ]

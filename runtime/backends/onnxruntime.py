@@ -21,7 +21,8 @@ from typing import Mapping
 
 import numpy as np
 
-from export.spec import SPEC, IOSpec
+from export.metadata import sidecar_path
+from export.spec import SPEC, GraphMetadata, IOSpec
 from runtime.backends import BackendBase, BackendError
 
 # Fastest first; ORT tries them in the order given and falls back per node.
@@ -119,41 +120,25 @@ def pick_providers(available: list[str], device: str | None = None) -> list[str]
     return chosen
 
 
-def _find_spec_dict(obj: object) -> dict | None:
-    """The first dict (depth-first) that looks like an IOSpec (has ``input_name``)."""
-    if isinstance(obj, Mapping):
-        if "input_name" in obj and "output_name" in obj:
-            return dict(obj)
-        for v in obj.values():
-            found = _find_spec_dict(v)
-            if found is not None:
-                return found
-    return None
-
-
-def io_spec_from_metadata(meta: Mapping[str, str], sidecar: Path | None = None) -> IOSpec | None:
-    """IOSpec from ONNX ``metadata_props`` (any value holding its JSON), else from the sidecar."""
-    for value in meta.values():
-        if "input_name" not in value:
-            continue
+def graph_metadata(props: Mapping[str, str], sidecar: Path | None = None) -> GraphMetadata | None:
+    """The graph's :class:`~export.spec.GraphMetadata` from its ``metadata_props`` (as ORT
+    reports them), else from the JSON sidecar; None for a graph without either."""
+    try:
+        meta = GraphMetadata.from_props(dict(props))
+    except (ValueError, TypeError):
+        meta = None
+    if meta is None and sidecar is not None and sidecar.is_file():
         try:
-            found = _find_spec_dict(json.loads(value))
-        except (ValueError, TypeError):
-            continue
-        if found:
-            return IOSpec.from_dict(found)
-    if sidecar is not None and sidecar.is_file():
-        try:
-            found = _find_spec_dict(json.loads(sidecar.read_text()))
-        except (OSError, ValueError):
-            found = None
-        if found:
-            return IOSpec.from_dict(found)
-    return None
+            meta = GraphMetadata.from_dict(json.loads(sidecar.read_text()))
+        except (OSError, ValueError, TypeError):
+            meta = None
+    return meta
 
 
-def sidecar_path(onnx_path: Path) -> Path:
-    return onnx_path.with_suffix(".json")
+def io_spec_from_metadata(props: Mapping[str, str], sidecar: Path | None = None) -> IOSpec | None:
+    """The graph's IOSpec (see :func:`graph_metadata`), None without metadata."""
+    meta = graph_metadata(props, sidecar)
+    return meta.io_spec if meta is not None else None
 
 
 def physical_cores() -> int:
@@ -202,13 +187,11 @@ class OrtBackend(BackendBase):
         except Exception as e:  # InvalidGraph, InvalidProtobuf, Fail, …
             first = " ".join(str(e).split())[:200]
             raise BackendError(f"ONNX Runtime cannot load {self.path}: {first}") from None
-        meta = self.session.get_modelmeta().custom_metadata_map or {}
-        spec = io_spec_from_metadata(meta, sidecar_path(self.path))
-        self.spec_source = "metadata" if spec is not None else "default"
-        if spec is None:
-            spec = SPEC
+        props = self.session.get_modelmeta().custom_metadata_map or {}
+        self.metadata = graph_metadata(props, sidecar_path(self.path))
+        self.spec_source = "metadata" if self.metadata is not None else "default"
+        spec = self.metadata.io_spec if self.metadata is not None else SPEC
         super().__init__(spec)
-        self.metadata = dict(meta)
         inputs = {i.name for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}
         if spec.input_name not in inputs or spec.output_name not in outputs:

@@ -15,14 +15,9 @@ if "WORLD_SIZE" in os.environ:  # under torchrun (taskvec.distributed): c10d's n
 
 import click
 
-from taskvec.model.checkpoint import DEFAULT_MODEL
+from taskvec.cli.options import MODEL_HELP, model_option, task_option  # noqa: F401
 from taskvec.model.config import list_configs
 from taskvec.errors import OneLineGroup, cli_errors
-from taskvec.cli.options import task_option as task_option_for
-
-MODEL_HELP = f"model: a name with shipped weights ({DEFAULT_MODEL}), random:NAME ({', '.join(list_configs())}), or a .safetensors path"
-task_option = task_option_for()
-model_option = click.option("--model", default=DEFAULT_MODEL, show_default=True, help=MODEL_HELP)
 
 
 @click.group(cls=OneLineGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

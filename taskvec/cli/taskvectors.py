@@ -12,9 +12,8 @@ from typing import get_args
 
 import click
 
-from taskvec.model.checkpoint import DEFAULT_MODEL
+from taskvec.cli.options import model_option, task_option
 from taskvec.errors import CommonOptionsCommand, UserError, atomic_path, cli_errors
-from taskvec.cli.options import task_option as task_option_for
 from taskvec.data.tasks import Variant
 from taskvec.search import METHODS, REWARDS
 from taskvec.vectors.sites import GRANULARITIES
@@ -25,9 +24,7 @@ IMAGES_HELP = (
     "With --task pairs:DIR: train, val or all (its pairs split by name; default: collect train, search all, "
     "evaluate/figure val)"
 )
-task_option = task_option_for()
 images_option = click.option("--images", default=None, help=IMAGES_HELP + " [required for built-in tasks]")
-model_option = click.option("--model", default=DEFAULT_MODEL, show_default=True, help="model name, random:NAME or .safetensors")
 pool_option = click.option("--pool", default=512, show_default=True, type=click.IntRange(min=1), help="images drawn from packaged:* sources")
 dist_timeout_option = click.option("--dist-timeout", default=600.0, show_default=True, metavar="SECONDS",
                                    help="under torchrun: give up on ranks that cannot be reached (or stall) this long")

@@ -11,6 +11,7 @@ config (and, for trained models, data, seed, steps, metrics). ``--model`` accept
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import pickle
@@ -22,10 +23,10 @@ from torch import Tensor
 
 from taskvec.model.config import PUBLISHED_ARCHS, ModelConfig, get_config, list_configs
 from taskvec.errors import UserError, atomic_paths, check_finite
+from taskvec.model.card import (DEFAULT_MODEL, WEIGHTS_DIR, ModelRef, card_path, model_ref, read_card,  # noqa: F401
+                                resolve_model_path)
 from taskvec.model.mae_vqgan import MaeVQGAN
 
-WEIGHTS_DIR = Path(__file__).parents[1] / "weights"  # package data of taskvec/
-DEFAULT_MODEL = "tiny"
 
 
 def fingerprint(state_dict: dict[str, Tensor]) -> str:
@@ -39,15 +40,9 @@ def fingerprint(state_dict: dict[str, Tensor]) -> str:
 
 
 def model_fingerprint(model: MaeVQGAN) -> str:
-    fp = getattr(model, "_fingerprint", None)
-    if fp is None:
-        fp = fingerprint(model.state_dict())
-        model._fingerprint = fp  # type: ignore[attr-defined]
-    return fp
-
-
-def card_path(weights: Path) -> Path:
-    return weights.with_suffix(".json")
+    """The fingerprint of ``model``'s current weights (computed each time: a command that
+    needs it often resolves it once, :func:`taskvec.vectors.resolved.resolve_task`)."""
+    return fingerprint(model.state_dict())
 
 
 def save_model(model: MaeVQGAN, path: str | Path, card: dict[str, Any] | None = None) -> Path:
@@ -65,47 +60,27 @@ def save_model(model: MaeVQGAN, path: str | Path, card: dict[str, Any] | None = 
     return path
 
 
-def read_card(path: Path) -> dict[str, Any]:
-    cp = card_path(path)
-    if cp.exists():
-        return json.loads(cp.read_text())
-    from safetensors import safe_open
-
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata() or {}
-    if "config" not in meta:
-        raise UserError(f"{path}: no JSON card ({cp.name}) and no config in the file's metadata")
-    return {"config": json.loads(meta["config"])}
-
-
-def resolve_model_path(spec: str) -> Path | None:
-    """The weights file a ``--model`` value names, or None for ``random:NAME``."""
-    if spec.startswith("random:"):
-        return None
-    if spec in list_configs():
-        path = WEIGHTS_DIR / f"{spec}.safetensors"
-        if not path.exists():
-            raise UserError(f"no shipped weights for {spec!r}; use random:{spec} or a .safetensors path")
-        return path
-    path = Path(spec)
-    if not path.exists():
-        raise UserError(f"model {spec!r} is neither a known name ({', '.join(list_configs())}) nor a file")
-    if path.suffix != ".safetensors":
-        raise UserError(f"{path}: expected a .safetensors file (convert a .pth with `taskvec convert`)")
-    return path
-
-
 def load_model(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu", seed: int = 0) -> MaeVQGAN:
     """Build and load the model named by ``spec`` (see module doc), in eval mode."""
-    path = resolve_model_path(spec)
+    return load_model_ref(spec, device, seed)[0]
+
+
+def load_model_ref(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu",
+                   seed: int = 0) -> tuple[MaeVQGAN, ModelRef, str]:
+    """:func:`load_model` → (model, its :class:`~taskvec.model.card.ModelRef`, the loaded
+    weights' fingerprint), each found once."""
+    ref = model_ref(spec)
+    path = ref.path
     if path is None:
-        cfg = get_config(spec.split(":", 1)[1])
+        cfg = get_config(ref.name)
         torch.manual_seed(seed)
-        return MaeVQGAN(cfg).eval().to(device)
+        model = MaeVQGAN(cfg).eval()
+        fp = model_fingerprint(model)
+        return model.to(device), dataclasses.replace(ref, fingerprint=fp), fp
     from safetensors.torch import load_file
 
+    card = ref.card
     try:
-        card = read_card(path)
         cfg = ModelConfig.from_dict(card["config"])
         sd = load_file(str(path))
     except UserError:
@@ -120,9 +95,7 @@ def load_model(spec: str = DEFAULT_MODEL, device: str | torch.device = "cpu", se
     if card.get("fingerprint", fp) != fp:
         raise UserError(f"{path}: the weights changed without their card (card fingerprint "
                         f"{card['fingerprint'][:8]}…, weights {fp[:8]}…)")  # fmt: skip
-    model._fingerprint = fp  # type: ignore[attr-defined]
-    model.card = card  # type: ignore[attr-defined]
-    return model.eval().to(device)
+    return model.eval().to(device), ref, fp
 
 
 def check_state_dict(model: MaeVQGAN, sd: dict[str, Tensor], where: str) -> None:

@@ -1,7 +1,8 @@
 """Model configurations, looked up by name (STYLE §9).
 
 Every size uses the reference geometry (224 canvas, patch 16, 14×14 tokens); only
-widths, depths and the head differ.
+widths, depths and the head differ. No torch here: configs and names load without it
+(the VQGAN's widths, :class:`VQGANConfig`, live here too; its modules in ``vqgan``).
 """
 
 from __future__ import annotations
@@ -10,13 +11,42 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
-from taskvec.model.vqgan import VQGANConfig
-
 HeadKind = Literal["vq", "pixel"]
 # How a pixel head forms the answer: "plain" paints the pixels from nothing, "residual"
 # adds a correction to the query patch in the same place, "gated" blends the two with
 # a learned per-pixel gate (DESIGN §7).
 PixelMode = Literal["plain", "residual", "gated"]
+
+
+@dataclass(frozen=True)
+class VQGANConfig:
+    """Widths of the VQGAN. Every channel count ``ch * m`` must be divisible by 32
+    (or be below 32, in which case GroupNorm uses one group per channel)."""
+
+    ch: int = 128
+    ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4)
+    num_res_blocks: int = 2
+    z_channels: int = 256
+    n_embed: int = 1024
+    embed_dim: int = 256
+    in_channels: int = 3
+    out_ch: int = 3
+
+    @property
+    def downsample_factor(self) -> int:
+        """Pixels per latent cell along each axis (16 for five levels)."""
+        return 2 ** (len(self.ch_mult) - 1)
+
+
+def vqgan_f16_1024() -> VQGANConfig:
+    """Config of taming ``vqgan_imagenet_f16_1024`` as used by MAE-VQGAN."""
+    return VQGANConfig()
+
+
+def vqgan_tiny() -> VQGANConfig:
+    """Small config with the same geometry (factor 16, 5 levels) for tests."""
+    return VQGANConfig(ch=32, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=1,
+                       z_channels=32, n_embed=64, embed_dim=32)
 
 
 @dataclass(frozen=True)

@@ -10,30 +10,18 @@ are read back with ``record=True``. Export-only rewrites live in ``export/``.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 from dataclasses import dataclass, field
-from typing import Literal, Mapping
+from typing import Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from taskvec import geometry as G
+from taskvec.model.blocks import BlockId, Stage  # noqa: F401  (re-exported)
 from taskvec.model.config import ModelConfig
 from taskvec.model.vqgan import VQGAN
-
-Stage = Literal["enc", "dec"]
-
-
-@dataclass(frozen=True, order=True)
-class BlockId:
-    """One attention block: ``stage`` is "enc" or "dec", ``block`` its depth index."""
-
-    stage: Stage
-    block: int
-
-    def __str__(self) -> str:
-        return f"{self.stage}/b{self.block:02d}"
-
 
 @dataclass
 class Patch:
@@ -219,17 +207,21 @@ class MaeVQGAN(nn.Module):
         layout: G.Layout,
         patches: Mapping[BlockId, Patch] | None = None,
         record: bool = False,
+        decode: G.DecodeKind = "full",
+        halo: int = 1,
     ) -> ModelOutput:
         """canvas [B,3,224,224] ImageNet-normalised → answer cell.
 
         ``patches`` replaces head outputs per block; ``record`` returns every block's
-        unpatched head outputs [B,N,H,Dh] in the layout's sequence order."""
+        unpatched head outputs [B,N,H,Dh] in the layout's sequence order. VQ head:
+        ``decode`` names the tokens the VQGAN decodes (:func:`~taskvec.geometry.decode_region`;
+        ``full``, the default, is the reference MAE-VQGAN's answer); the pixel head ignores it."""
         patches = patches or {}
         heads: dict[BlockId, Tensor] = {}
         b = canvas.shape[0]
         dev = canvas.device
 
-        idx = self._layout_index(layout, dev)
+        idx = _layout_index(layout, str(dev))
         tok = idx["enc_tokens"]
         x = self.patch_embed.forward_tokens(G.patchify(canvas)[:, tok])
         x = x + self.pos_embed[:, 1:][:, tok]
@@ -253,11 +245,10 @@ class MaeVQGAN(nn.Module):
                 heads[key] = z.reshape(b, z.shape[1], self.cfg.decoder_num_heads, -1)
         y = self.decoder_norm(y)
 
-        ans = y[:, idx["answer"]]
         if self.cfg.head == "vq":
-            logits = self.decoder_pred(ans)
-            block = self.decode_logits(logits, G.GRID // 2)
-            return ModelOutput(G.answer_from_block(block), None, logits, y, heads)
+            answer, logits = self.decode_vq(y, layout, decode, halo)
+            return ModelOutput(answer, None, logits, y, heads)
+        ans = y[:, idx["answer"]]
         pix, gate = self.pixel_tokens(ans, canvas, with_gate=True)
         half = G.GRID // 2
         block = G.unpatchify(pix, half, half)
@@ -272,20 +263,22 @@ class MaeVQGAN(nn.Module):
         answer = G.denormalize(answer_norm).clamp(0, 1)
         return ModelOutput(answer, answer_norm, None, y, heads)
 
-    def _layout_index(self, layout: G.Layout, device: torch.device) -> dict[str, Tensor]:
-        """Index tensors of a layout on ``device``, cached (a few layouts at a time)."""
-        cache: dict = self.__dict__.setdefault("_index_cache", {})
-        key = (layout, str(device))
-        if key not in cache:
-            if len(cache) >= 8:
-                cache.pop(next(iter(cache)))
-            cache[key] = {
-                "enc_tokens": torch.tensor([s - 1 for s in layout.enc_slots[1:]], device=device),
-                "dec_gather": torch.tensor(layout.decoder_gather(), device=device),
-                "dec_slots": torch.tensor(layout.dec_slots, device=device),
-                "answer": torch.tensor(layout.answer_dec_index(), device=device),
-            }
-        return cache[key]
+    def decode_vq(self, decoder_out: Tensor, layout: G.Layout, decode: G.DecodeKind = "full",
+                  halo: int = 1) -> tuple[Tensor, Tensor]:
+        """VQ head: decoder output [B,Nd,Dd] (after ``decoder_norm``) → (answer cell
+        [B,3,111,111] in [0,1], the answer tokens' logits [B,49,V]).
+
+        Argmax codes of the :func:`~taskvec.geometry.decode_region` tokens go through the
+        VQGAN decoder and the answer cell is cropped from the decoded image."""
+        region = G.decode_region(layout, decode, halo)
+        seen, spread, answer = _region_index(region, str(decoder_out.device))
+        logits = self.decoder_pred(decoder_out[:, seen])  # each decoder token once
+        codes = logits.argmax(dim=-1)
+        if spread is not None:
+            codes = codes[:, spread]
+        codes = codes.reshape(logits.shape[0], region.rows, region.cols)
+        image = (self.vae.decode_indices(codes) + 1) / 2
+        return region.crop(image), logits[:, answer]
 
     # ------------------------------------------------------------------ heads
     def pixel_tokens(self, feats: Tensor, canvas: Tensor, tokens: list[int] | None = None, with_gate: bool = False):
@@ -315,10 +308,32 @@ class MaeVQGAN(nn.Module):
                 pix = gate.repeat_interleave(self.cfg.in_chans, dim=-1) * src + rgb
         return (pix, gate) if with_gate else pix
 
-    def decode_logits(self, logits: Tensor, grid: int) -> Tensor:
-        """VQ head: token logits [B,grid²,V] → argmax codes → VQGAN → [B,3,16g,16g] in [0,1]."""
-        idx = logits.argmax(dim=-1).reshape(logits.shape[0], grid, grid)
-        return (self.vae.decode_indices(idx) + 1) / 2
+
+
+@lru_cache(maxsize=32)
+def _layout_index(layout: G.Layout, device: str) -> dict[str, Tensor]:
+    """Index tensors of a layout on ``device`` (cached per layout and device; made outside
+    inference mode, so training may use them after an inference call cached them)."""
+    with torch.inference_mode(False):
+        return {
+            "enc_tokens": torch.tensor([s - 1 for s in layout.enc_slots[1:]], device=device),
+            "dec_gather": torch.tensor(layout.decoder_gather(), device=device),
+            "dec_slots": torch.tensor(layout.dec_slots, device=device),
+            "answer": torch.tensor(layout.answer_dec_index(), device=device),
+        }
+
+
+@lru_cache(maxsize=32)
+def _region_index(region: G.DecodeRegion, device: str) -> tuple[Tensor, Tensor | None, Tensor]:
+    """(the decoder positions the region reads, each once; for every region token its row in
+    those, None when that is the identity; the rows of the answer's 49 tokens) on ``device``."""
+    seen = sorted(set(region.sources))
+    row = {s: i for i, s in enumerate(seen)}
+    spread = [row[s] for s in region.sources]
+    answer = [spread[p] for p in region.answer_positions]
+    with torch.inference_mode(False):  # as _layout_index
+        t = lambda x: torch.tensor(x, device=device)  # noqa: E731
+        return t(seen), None if spread == list(range(len(seen))) else t(spread), t(answer)
 
 
 class AnswerRefiner(nn.Module):

@@ -33,44 +33,13 @@ dynamic batch and any latent size (7x7 answer cell, 14x14 full canvas).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from taskvec.model.config import VQGANConfig, vqgan_f16_1024, vqgan_tiny
+
 __all__ = ["VQGANConfig", "VQGAN", "vqgan_f16_1024", "vqgan_tiny"]
-
-
-@dataclass(frozen=True)
-class VQGANConfig:
-    """Widths of the VQGAN. Every channel count ``ch * m`` must be divisible by 32
-    (or be below 32, in which case GroupNorm uses one group per channel)."""
-
-    ch: int = 128
-    ch_mult: tuple[int, ...] = (1, 1, 2, 2, 4)
-    num_res_blocks: int = 2
-    z_channels: int = 256
-    n_embed: int = 1024
-    embed_dim: int = 256
-    in_channels: int = 3
-    out_ch: int = 3
-
-    @property
-    def downsample_factor(self) -> int:
-        """Pixels per latent cell along each axis (16 for five levels)."""
-        return 2 ** (len(self.ch_mult) - 1)
-
-
-def vqgan_f16_1024() -> VQGANConfig:
-    """Config of taming ``vqgan_imagenet_f16_1024`` as used by MAE-VQGAN."""
-    return VQGANConfig()
-
-
-def vqgan_tiny() -> VQGANConfig:
-    """Small config with the same geometry (factor 16, 5 levels) for tests."""
-    return VQGANConfig(ch=32, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=1,
-                       z_channels=32, n_embed=64, embed_dim=32)
 
 
 def _norm(channels: int) -> nn.GroupNorm:

@@ -41,13 +41,6 @@ def block_key(bid: BlockId) -> str:
     return str(bid)  # "enc/b07"
 
 
-def parse_block_key(key: str) -> BlockId:
-    stage, b = key.split("/")
-    if stage not in ("enc", "dec") or not b.startswith("b"):
-        raise ValueError(f"not a block key: {key!r}")
-    return BlockId(stage, int(b[1:]))  # type: ignore[arg-type]
-
-
 class RunningMeans:
     """Per block: sum of z per slot [197,H,Dh] (float64) and counts [197] (int64).
 
@@ -147,7 +140,7 @@ class RunningMeans:
             sums, counts = {}, {}
             for key, t in tensors.items():
                 bkey, kind = key.rsplit("/", 1)
-                (sums if kind == "sum" else counts)[parse_block_key(bkey)] = t
+                (sums if kind == "sum" else counts)[BlockId.parse(bkey)] = t
             if info.get("format") != FORMAT or not sums or set(sums) != set(counts):
                 raise ValueError("not a means file")
             check_finite(tensors, str(path))

@@ -93,10 +93,13 @@ def run_prompt(task, query, out, example_in=None, example_out=None, canvas_out=N
     """The ``taskvec prompt`` command as a function. Returns the answer as written:
     [1,3,111,111] (``answer_size="cell"``) or at the query's resolution (``"query"``:
     :meth:`taskvec.data.fit.Placement.restore`). ``fit`` places every image (query and
-    examples) in its cell: letterbox (default), crop or squash."""
+    examples) in its cell: letterbox (default), crop or squash.
+
+    The task (model, fingerprint, task vector for ``use_zero_shot``) is resolved once; the
+    VQ head decodes the answer as the reference MAE-VQGAN does (the full grid, cropped)."""
     from taskvec.data.fit import FITS, fit_image
     from taskvec.data.images import load_image
-    from taskvec.model.checkpoint import load_model
+    from taskvec.vectors.resolved import resolve_task
 
     task = get_task(task).name  # pairs:DIR → its registry name
     if fit not in FITS:
@@ -114,18 +117,15 @@ def run_prompt(task, query, out, example_in=None, example_out=None, canvas_out=N
     q, place = read(query)
     if (example_in is None) != (example_out is None):
         raise UserError("give both --example-in and --example-out, or neither")
-    model = load_model(model_spec)
+    deployed = resolve_task(task, model_spec, taskvec_file, with_taskvector=use_zero_shot)
     if use_zero_shot:
-        from taskvec.vectors.taskvector import load_taskvector
-
-        tv = load_taskvector(task, model, taskvec_file)
-        answer, canvas = zero_shot(model, q, tv.patches())
+        answer, canvas = zero_shot(deployed.model, q, deployed.patches())
     else:
         if example_in is not None:
             ex_in, ex_out = read(example_in)[0], read(example_out)[0]
         else:
             ex_in, ex_out = builtin_example(task, seed)
-        answer, canvas = one_shot(model, ex_in, ex_out, q)
+        answer, canvas = one_shot(deployed.model, ex_in, ex_out, q)
     if answer_size == "query":
         answer = place.restore(answer)
     write_rgb(answer, out)

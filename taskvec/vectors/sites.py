@@ -52,14 +52,15 @@ class Site:
         return [s for s in wanted if s in keep]
 
     def __str__(self) -> str:
-        return f"{self.stage}/b{self.block:02d}/h{self.head:02d}/{self.region}"
+        return f"{self.block_id}/h{self.head:02d}/{self.region}"
 
     @classmethod
     def parse(cls, text: str) -> "Site":
         stage, b, h, region = text.split("/", 3)
-        if stage not in ("enc", "dec") or not b.startswith("b") or not h.startswith("h"):
+        bid = BlockId.parse(f"{stage}/{b}")
+        if not h.startswith("h") or not h[1:].isdigit():
             raise ValueError(f"not a site name: {text!r}")
-        return cls(stage, int(b[1:]), int(h[1:]), region)  # type: ignore[arg-type]
+        return cls(bid.stage, bid.block, int(h[1:]), region)
 
 
 def enumerate_sites(

@@ -24,23 +24,17 @@ from torch import Tensor
 
 from taskvec.errors import UserError, atomic_paths, check_finite
 from taskvec.model.mae_vqgan import BlockId, MaeVQGAN, Patch
+from taskvec.vectors.shipped import TASKVECTOR_DIR, default_taskvector_path, runtime_taskvector_path  # noqa: F401
 from taskvec.vectors.sites import Site, SiteSpace
 
 if TYPE_CHECKING:
     from taskvec.vectors.activations import RunningMeans
 
 FORMAT = "taskvec-taskvector/1"
-TASKVECTOR_DIR = Path(__file__).parents[1] / "taskvectors"  # package data of taskvec/
 
 
 def _block_key(bid: BlockId) -> str:
     return str(bid)
-
-
-def _parse_block(key: str) -> BlockId:
-    from taskvec.vectors.activations import parse_block_key
-
-    return parse_block_key(key)
 
 
 @dataclass
@@ -123,7 +117,7 @@ class TaskVector:
             mul, add = {}, {}
             for key, t in tensors.items():
                 bkey, kind = key.rsplit("/", 1)
-                {"mul": mul, "add": add}[kind][_parse_block(bkey)] = t.float()
+                {"mul": mul, "add": add}[kind][BlockId.parse(bkey)] = t.float()
             if set(mul) != set(add) or any(mul[b].shape != add[b].shape or mul[b].ndim != 2 for b in mul):
                 raise ValueError("mul/add mismatch")
             check_finite(tensors, str(path))
@@ -139,46 +133,38 @@ class TaskVector:
         tv.meta.setdefault("path", str(path))
         return tv
 
-    def check_model(self, model: MaeVQGAN) -> None:
-        """Refuse a model whose weights differ from the ones this vector was searched on."""
-        from taskvec.model.checkpoint import model_fingerprint
-
-        fp = model_fingerprint(model)
-        if fp != self.model_fingerprint:
-            where = self.meta.get("path", f"{self.model_name}-{self.task}")
-            raise UserError(
-                f"task vector {where} was made for model {self.model_name} {self.model_fingerprint[:16]}…, "
-                f"not {model.cfg.name} {fp[:16]}…"
-            )
-        cfg = model.cfg
+    def validate(self, task: str, model: MaeVQGAN, fingerprint: str) -> None:
+        """One-line UserError unless this vector is for ``task`` and these weights
+        (``fingerprint``), its blocks exist in ``model`` with its widths, every tensor has
+        the zero-shot layout's token count and every value is finite. The one check of a
+        task vector's identity (:func:`taskvec.vectors.resolved.resolve_task` runs it once)."""
         from taskvec import geometry as G
 
-        layout = G.get_layout("zero-shot")
         where = self.meta.get("path", f"{self.model_name}-{self.task}")
-        for bid, m in self.mul.items():
-            depth, width = (cfg.depth, cfg.embed_dim) if bid.stage == "enc" else (cfg.decoder_depth, cfg.decoder_embed_dim)
-            if bid.block >= depth or m.shape[-1] != width:
-                raise UserError(f"task vector block {bid} does not fit model {cfg.name}")
+        if self.task != task:
+            raise UserError(f"task vector {where} is for {self.task!r}, not {task!r}")
+        if self.model_fingerprint != fingerprint:
+            raise UserError(f"task vector {where} was made for model {self.model_name} {self.model_fingerprint[:16]}…, "
+                            f"not {model.cfg.name} {fingerprint[:16]}…")
+        layout, cfg = G.get_layout("zero-shot"), model.cfg
+        known = set(model.block_ids())
+        for bid in sorted(set(self.mul) | set(self.add)):
+            if bid not in known or bid not in self.mul or bid not in self.add:
+                raise UserError(f"task vector {where}: block {bid} does not fit model {cfg.name}")
+            width = cfg.embed_dim if bid.stage == "enc" else cfg.decoder_embed_dim
             n = layout.num_enc if bid.stage == "enc" else layout.num_dec
-            if m.shape[0] != n:
-                raise UserError(f"task vector {where}: block {bid} has {m.shape[0]} token positions, "
-                                f"the zero-shot layout has {n}")
+            for kind, t in (("mul", self.mul[bid]), ("add", self.add[bid])):
+                if tuple(t.shape) != (n, width):
+                    raise UserError(f"task vector {where}: {kind} of block {bid} is {list(t.shape)}, the zero-shot "
+                                    f"layout of {cfg.name} needs [{n}, {width}] token positions × width")
+                if not bool(t.isfinite().all()):
+                    raise UserError(f"task vector {where}: {kind} of block {bid} holds NaN/Inf")
 
+    def check_model(self, model: MaeVQGAN) -> None:
+        """:meth:`validate` against ``model``'s current weights, for this vector's task."""
+        from taskvec.model.checkpoint import model_fingerprint
 
-def default_taskvector_path(task: str, model_name: str = "tiny", variant: str = "paper") -> Path:
-    """The shipped vector: ``taskvec/taskvectors/{model_name}-{task}[-realistic].safetensors``.
-
-    ``variant`` names the task construction it was searched on: the paper's (e.g. 0.5·image
-    for low-light) or the realistic one (gamma, gain and sensor noise), which the runtime
-    prefers for live video where it is shipped."""
-    suffix = "" if variant == "paper" else f"-{variant}"
-    return TASKVECTOR_DIR / f"{model_name}-{task}{suffix}.safetensors"
-
-
-def runtime_taskvector_path(task: str, model_name: str) -> Path:
-    """The vector the runtime uses by default: the realistic one where shipped, else the paper's."""
-    realistic = default_taskvector_path(task, model_name, "realistic")
-    return realistic if realistic.is_file() else default_taskvector_path(task, model_name)
+        self.validate(self.task, model, model_fingerprint(model))
 
 
 def load_taskvector(task: str, model: MaeVQGAN, path: str | None = None, variant: str = "paper") -> TaskVector:
@@ -192,10 +178,10 @@ def load_taskvector(task: str, model: MaeVQGAN, path: str | None = None, variant
             )
     else:
         p = Path(path)
+    from taskvec.model.checkpoint import model_fingerprint
+
     tv = TaskVector.load(p)
-    if tv.task != task:
-        raise UserError(f"task vector {p} is for {tv.task!r}, not {task!r}")
-    tv.check_model(model)
+    tv.validate(task, model, model_fingerprint(model))
     return tv
 
 

@@ -29,3 +29,15 @@ def graph_copy(micro_graph, tmp_path) -> Path:
     for f in micro_graph.parent.iterdir():
         shutil.copy(f, d / f.name)
     return d / micro_graph.name
+
+
+@pytest.fixture
+def clip_dir(tmp_path) -> Path:
+    """Four small PNG frames in ``tmp_path/frames`` (an image-folder source)."""
+    from badinput import good_image
+
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i in range(4):
+        good_image(d / f"f{i}.png", 48, 64, seed=i)
+    return d

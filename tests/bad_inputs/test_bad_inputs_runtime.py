@@ -19,7 +19,7 @@ from onnx import TensorProto, helper
 
 import runtime.sinks as sinks
 import runtime.sources as sources
-from badinput import assert_nothing_left, assert_one_line, bomb_png, good_image, invoke, snapshot, truncated
+from badinput import assert_nothing_left, assert_one_line, bomb_png, invoke, snapshot, truncated
 from runtime.cli import main
 from runtime.pipeline import run
 from runtime.sources import SourceError, SourceSpec, VideoSource
@@ -38,15 +38,6 @@ def frames_in(path: Path) -> int:
 
 def hidden(folder: Path) -> list[str]:
     return [p.name for p in Path(folder).rglob(".*")]
-
-
-@pytest.fixture
-def clip_dir(tmp_path) -> Path:
-    d = tmp_path / "frames"
-    d.mkdir()
-    for i in range(4):
-        good_image(d / f"f{i}.png", 48, 64, seed=i)
-    return d
 
 
 def _tvrun(graph, source, *extra, task="lowlight"):

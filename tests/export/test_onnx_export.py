@@ -11,7 +11,7 @@ import pytest
 from export import graph_edit as E
 from export.check import FP32_BOUND, ort_session, random_images
 from export.onnx_export import export_task, switch_feeds
-from export.spec import SPEC, IOSpec, parse_patch_name
+from export.spec import SPEC, parse_patch_name
 from taskvec.model.checkpoint import model_fingerprint
 
 
@@ -73,21 +73,45 @@ def test_graph_is_lean(tiny_export):
 
 
 def test_metadata_round_trip(tiny_export, tiny):
-    meta = E.read_metadata(tiny_export.onnx_path)
-    assert meta["task"] == "inpainting" and meta["graph"] == "task"
-    assert meta["model_fingerprint"] == model_fingerprint(tiny)
-    assert meta["site_count"] == tiny_export.metadata["site_count"] > 0
-    assert len(meta["taskvector_fingerprint"]) == 64
-    spec = IOSpec.from_dict(meta["io_spec"])
-    assert spec == SPEC
+    from export.metadata import GraphRequest, load_graph_metadata, read_props
+    from export.spec import GraphMetadata
+
+    meta = read_props(tiny_export.onnx_path)
+    assert meta == tiny_export.metadata
+    assert meta.task == "inpainting" and meta.graph == "task"
+    assert meta.model_fingerprint == model_fingerprint(tiny)
+    assert meta.site_count > 0 and len(meta.taskvector_fingerprint) == 64
+    assert meta.io_spec == SPEC
     sess = ort_session(tiny_export.onnx_path)
-    assert [i.name for i in sess.get_inputs()] == [spec.input_name]
-    assert [o.name for o in sess.get_outputs()] == [spec.output_name]
+    assert [i.name for i in sess.get_inputs()] == [meta.io_spec.input_name]
+    assert [o.name for o in sess.get_outputs()] == [meta.io_spec.output_name]
     side = json.loads(tiny_export.json_path.read_text())
-    assert {k: side[k] for k in meta} == meta
+    assert GraphMetadata.from_dict(side) == meta
+    assert {k: side[k] for k in meta.to_dict()} == meta.to_dict()  # the sidecar's keys stay top-level
     assert side["check"]["max_abs_float"] <= FP32_BOUND
     model = onnx.load(str(tiny_export.onnx_path), load_external_data=False)
-    assert model.producer_name == meta["producer"]
+    assert model.producer_name == meta.producer
+    want = GraphRequest("inpainting", "task", model_fingerprint(tiny), "tiny", SPEC)
+    assert load_graph_metadata(tiny_export.onnx_path, want) == meta
+
+
+def test_graphs_written_before_still_load():
+    """metadata_props and a sidecar as the exporter wrote them before GraphMetadata (no
+    ``decode`` key, JSON-encoded lists) read back with the old meaning."""
+    from export.spec import GraphMetadata
+
+    props = {"taskvec.task": "lowlight", "taskvec.graph": "task", "taskvec.model": "tiny", "taskvec.model_name": "tiny",
+             "taskvec.model_fingerprint": "ab" * 32, "taskvec.head": "vq", "taskvec.taskvector_fingerprint": "cd" * 32,
+             "taskvec.taskvector_method": "reinforce", "taskvec.site_count": "28",
+             "taskvec.patched_blocks": '["enc/b01", "dec/b02"]', "taskvec.switch_inputs": "[]", "taskvec.halo": "2",
+             "taskvec.io_spec": json.dumps(SPEC.to_dict()), "taskvec.opset": "17", "taskvec.producer": "taskvec-export",
+             "taskvec.producer_version": "0.1.0", "other": "ignored"}
+    meta = GraphMetadata.from_props(props)
+    assert meta.site_count == 28 and meta.patched_blocks == ("enc/b01", "dec/b02") and meta.decode_kind == "halo"
+    side = {k[len("taskvec."):]: json.loads(v) if k.endswith(("count", "blocks", "inputs", "halo", "spec", "opset")) else v
+            for k, v in props.items() if k.startswith("taskvec.")}
+    assert GraphMetadata.from_dict({**side, "files": {}, "check": None}) == meta
+    assert GraphMetadata.from_props({"other": "x"}) is None
 
 
 def test_batch_four_and_dtype(tiny_export):
@@ -123,7 +147,37 @@ def test_grey_level_parity_with_prompt(tiny_export, tiny_tv, tmp_path):
 
 
 def test_vq_halo_crop_matches_answer_geometry(micro_export):
-    assert micro_export.metadata["halo"] == 2 and micro_export.metadata["head"] == "vq"
+    meta = micro_export.metadata
+    assert meta.halo == 2 and meta.decode == "halo" and meta.head == "vq"  # --halo alone: halo decode
+
+
+def test_decode_choice_measured_and_full_equals_prompt(tmp_path, nano_vq):
+    """tvexport --decode full computes the reference answer (what `taskvec prompt` returns);
+    the sidecar holds every decode's distance from it and its MACs, which agree with the
+    MACs counted from the exported graphs."""
+    import torch
+
+    from benchmarks.macs import count_macs
+    from export.onnx_export import random_taskvector
+    from taskvec import geometry as G
+
+    tv = random_taskvector(nano_vq, "inpainting")
+    runs = {d: export_task("inpainting", nano_vq, tv, tmp_path / d, decode=d, check_batch=1) for d in ("answer", "full")}
+    dc = json.loads(runs["full"].json_path.read_text())["decode_comparison"]
+    assert dc["layout"] == "zero-shot" and set(dc["decodes"]) == {"answer", "halo", "full"}
+    assert dc["decodes"]["full"]["max_abs"] == 0 and dc["decodes"]["answer"]["max_abs"] > 0
+    assert dc["decodes"]["answer"]["decode_gmac"] < dc["decodes"]["halo"]["decode_gmac"] < dc["decodes"]["full"]["decode_gmac"]
+    for d, res in runs.items():
+        assert res.metadata.decode == d
+        counted = count_macs(res.onnx_path)["total"] / 1e9
+        assert counted == pytest.approx(dc["decodes"][d]["total_gmac"], rel=0.02)
+    img = random_images(2, 5)
+    out = ort_session(runs["full"].onnx_path).run(None, {SPEC.input_name: img})[0]
+    q = torch.from_numpy(img[..., ::-1].copy()).permute(0, 3, 1, 2).float() / 255
+    with torch.no_grad():
+        ref = nano_vq(G.normalize(G.make_canvas(None, None, q)), G.get_layout("zero-shot"), tv.patches()).answer
+    ref_u8 = (ref.clamp(0, 1) * 255).round().permute(0, 2, 3, 1).numpy()[..., ::-1]
+    assert np.abs(out.astype(int) - ref_u8.astype(int)).max() <= 1
 
 
 def test_switchable_serves_the_task(tmp_path, micro_pixel):
@@ -134,7 +188,7 @@ def test_switchable_serves_the_task(tmp_path, micro_pixel):
     task = export_task("inpainting", micro_pixel, tv, tmp_path, check=False)
     assert res.onnx_path.name == "inpainting.switchable.onnx" and res.check.max_abs_float <= FP32_BOUND
     feeds = switch_feeds(micro_pixel, tv)
-    assert res.metadata["switch_inputs"] == list(feeds)
+    assert res.metadata.switch_inputs == tuple(feeds)
     img = random_images(3, 3)
     a = ort_session(res.onnx_path).run(None, {SPEC.input_name: img, **feeds})[0]
     b = ort_session(task.onnx_path).run(None, {SPEC.input_name: img})[0]
@@ -147,7 +201,7 @@ def test_in_context_graph(tmp_path, nano_vq):
     assert [i.name for i in sess.get_inputs()] == [SPEC.input_name, SPEC.example_in_name, SPEC.example_out_name]
     assert res.check.max_abs_float <= FP32_BOUND
     dc = res.decode_comparison
-    assert dc and {"halo0", "halo1"} <= set(dc) and dc["halo0"]["max_abs"] >= 0
+    assert dc["layout"] == "in-context" and dc["decodes"]["halo"]["max_abs"] >= 0
 
 
 def test_refine_head_exports_with_parity(tmp_path):

@@ -87,9 +87,11 @@ def test_build_and_run_engine(tmp_path, micro_pixel, precision):
 
     res = export_task("inpainting", micro_pixel, random_taskvector(micro_pixel, "inpainting"), tmp_path)
     engine = trt.build_engine(res.onnx_path, precision=precision, batch_max=4)
-    assert (tmp_path / f"timing.trt{trt._trt().__version__}.{trt.slug(trt.gpu_name())}.cache").is_file()
+    assert (tmp_path / f"timing.trt{trt.tensorrt_module().__version__}.{trt.slug(trt.gpu_name())}.cache").is_file()
     img = random_images(4, 0)
-    with trt.EngineRunner(engine) as runner:
-        out = runner.infer({"image": img})["output"]
+    from export.trt_session import TrtSession
+
+    with TrtSession.open(engine) as session:
+        out = session.infer({"image": img})["output"]
     ref = ort_session(res.onnx_path).run(None, {"image": img})[0]
     assert np.abs(out.astype(int) - ref.astype(int)).max() <= (1 if precision == "fp32" else 3)

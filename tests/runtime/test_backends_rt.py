@@ -64,12 +64,12 @@ def test_torch_and_onnxruntime_agree(exported_lowlight):
     path, model, tv = exported_lowlight
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, (3, 111, 111, 3), dtype=np.uint8)
-    with OrtBackend(path) as ort_b, TorchBackend(model, tv.patches()) as torch_b:
+    with OrtBackend(path) as ort_b, TorchBackend.zero_shot(model, tv) as torch_b:
         assert isinstance(ort_b, Backend) and isinstance(torch_b, Backend)
         assert ort_b.spec_source == "metadata"
         a = ort_b.infer(batch)
         b = torch_b.infer(batch)
-        unpatched = TorchBackend(model, {}).infer(batch)
+        unpatched = TorchBackend.zero_shot(model).infer(batch)
     assert a.shape == b.shape == batch.shape and a.dtype == b.dtype == np.uint8
     diff = np.abs(a.astype(int) - b.astype(int))
     print(f"torch vs onnxruntime: max {diff.max()} grey levels, mean {diff.mean():.4f}")

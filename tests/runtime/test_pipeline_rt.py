@@ -150,21 +150,21 @@ def test_cli_exports_into_the_cache_once(tmp_path, clip, monkeypatch):
 
     calls = []
 
-    def fake_export(task, model, taskvec, out_dir, graph, check):
+    def fake_export(deployed, out_dir, request, log):
         from pathlib import Path as P
+        task = deployed.task
         d = P(out_dir)
         d.mkdir(parents=True, exist_ok=True)
         (d / f"{task}.onnx").write_bytes(b"x")
         calls.append(task)
-        from taskvec.model.checkpoint import model_fingerprint
-        (d / f"{task}.json").write_text(json.dumps({"model_fingerprint": model_fingerprint(model)}))
+        (d / f"{task}.json").write_text(json.dumps({"model_fingerprint": deployed.fingerprint}))
 
         class R:
             onnx_path = d / f"{task}.onnx"
         return R()
 
     import export.onnx_export as ox
-    monkeypatch.setattr(ox, "export_task", fake_export)
+    monkeypatch.setattr(ox, "export_resolved", fake_export)
     p1 = cli.cached_onnx("lowlight", "tiny", tmp_path / "cache", log=lambda s: None)
     p2 = cli.cached_onnx("lowlight", "tiny", tmp_path / "cache", log=lambda s: None)
     assert p1 == p2 and calls == ["lowlight"]

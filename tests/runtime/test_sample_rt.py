@@ -66,7 +66,7 @@ def test_lowlight_output_is_closer_to_the_clean_clip(tmp_path):
 
     path = make_sample_clip("lowlight", tmp_path / "ll.mp4", frames=4, size=(160, 120))
     dark, clean = read_all(path), read_all(clean_path(path))
-    enhancer = LowLightEnhancer(TorchBackend(load_model("tiny"), {}, device="cpu"))
+    enhancer = LowLightEnhancer(TorchBackend.zero_shot(load_model("tiny"), device="cpu"))
     p_in = np.mean([cv2.PSNR(d, c) for d, c in zip(dark, clean)])
     p_out = np.mean([cv2.PSNR(enhancer(d), c) for d, c in zip(dark, clean)])
     print(f"low-light PSNR vs clean: input {p_in:.2f} dB → output {p_out:.2f} dB")

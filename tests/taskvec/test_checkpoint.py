@@ -12,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from taskvec.model.checkpoint import convert_checkpoint, fingerprint, load_model, model_info
+from taskvec.model.checkpoint import convert_checkpoint, fingerprint, load_model, model_fingerprint, model_info
 from taskvec.cli.main import main
 from taskvec.model.config import get_config
 from taskvec.errors import UserError
@@ -113,7 +113,11 @@ def test_weights_replaced_without_their_card_are_refused(tmp_path):
 
     a, b = MaeVQGAN(get_config("micro_pixel")), MaeVQGAN(get_config("micro_pixel"))
     path = save_model(a, tmp_path / "m.safetensors")
-    assert load_model(str(path))._fingerprint == fingerprint(a.state_dict())
+    from taskvec.model.checkpoint import load_model_ref
+
+    model, ref, fp = load_model_ref(str(path))
+    assert fp == ref.fingerprint == fingerprint(a.state_dict()) == model_fingerprint(model)
+    assert not {"_fingerprint", "card"} & set(vars(model))  # nothing hidden on the model object
     card = path.with_suffix(".json").read_text()
     save_model(b, path)  # new weights, then the old card put back
     path.with_suffix(".json").write_text(card)

@@ -280,3 +280,17 @@ def test_refine_receptive_field_reaches_a_holes_centre():
     out[0, :, 56, 56].sum().backward()
     reach = a.grad[0].abs().sum(0).nonzero()
     assert (reach[:, 1] - 56).abs().max() >= 14
+
+
+def test_block_names_have_one_writer_and_one_parser():
+    from export.spec import parse_patch_name, patch_name
+
+    for bid in MaeVQGAN(get_config("micro_pixel")).block_ids():
+        assert BlockId.parse(str(bid)) == bid
+        assert parse_patch_name(patch_name(bid, "add")) == (bid, "add")
+        assert Site.parse(str(Site(bid.stage, bid.block, 1, "query"))).block_id == bid
+    assert patch_name(BlockId("enc", 7), "mul") == "tv/enc/b07/mul"
+    for bad in ("enc/7", "mid/b01", "enc/bx", "enc"):
+        with pytest.raises(ValueError):
+            BlockId.parse(bad)
+    assert parse_patch_name("tv/enc/b07/scale") is None and parse_patch_name("tv_mul_enc_b07") is None

@@ -33,11 +33,12 @@ from taskvec.errors import atomic_path
 from runtime.encoders import H264_OPTIONS
 
 
-def write_pyav(path: Path, frames: list[np.ndarray], fps: float) -> None:
+def write_pyav(path: Path, frames: list[np.ndarray], fps: float, preset: str | None = None) -> None:
     from runtime.encoders import H264Writer
 
     h, w = frames[0].shape[:2]
-    writer = H264Writer(path, fps, (w, h), container_format="mp4")
+    options = None if preset is None else {**H264_OPTIONS, "preset": preset}
+    writer = H264Writer(path, fps, (w, h), container_format="mp4", options=options)
     for img in frames:
         writer.write(img)
     writer.release()
@@ -64,7 +65,12 @@ def write_opencv_mp4v(path: Path, frames: list[np.ndarray], fps: float) -> None:
     writer.release()
 
 
-WRITERS = {"pyav libx264": (write_pyav, "av"), "imageio-ffmpeg libx264": (write_imageio_ffmpeg, "imageio-ffmpeg"),
+# the other x264 presets either side of tvrun's, same CRF, to show what the choice trades
+OTHER_PRESETS = tuple(p for p in ("ultrafast", "superfast") if p != H264_OPTIONS["preset"])
+WRITERS = {"pyav libx264": (write_pyav, "av"),
+           **{f"pyav libx264 {p}": ((lambda path, frames, fps, p=p: write_pyav(path, frames, fps, p)), "av")
+              for p in OTHER_PRESETS},
+           "imageio-ffmpeg libx264": (write_imageio_ffmpeg, "imageio-ffmpeg"),
            "opencv mp4v": (write_opencv_mp4v, "opencv-python")}
 
 
@@ -106,12 +112,19 @@ def installed_mib(dist: str) -> float | None:
 def measure(frames_n: int = 120, rounds: int = 3) -> dict:
     from runtime.sample import sample_frames
 
+    import importlib.util
+
     frames = list(sample_frames(frames_n, (640, 480)))
-    times: dict[str, list[float]] = {k: [] for k in WRITERS}
+    modules = {"av": "av", "imageio-ffmpeg": "imageio_ffmpeg", "opencv-python": "cv2"}
+    writers = {k: v for k, v in WRITERS.items() if importlib.util.find_spec(modules[v[1]]) is not None}
+    skipped = sorted({dist for _, dist in WRITERS.values()} - {dist for _, dist in writers.values()})
+    if skipped:  # imageio-ffmpeg is a comparison only, not a dependency: pip install imageio-ffmpeg
+        print(f"skipped (not installed): {', '.join(skipped)}")
+    times: dict[str, list[float]] = {k: [] for k in writers}
     rows = {}
     with tempfile.TemporaryDirectory(prefix="tvenc-") as tmp:
         for r in range(rounds):
-            for name, (fn, _) in WRITERS.items():
+            for name, (fn, _) in writers.items():
                 path = Path(tmp) / f"{name.replace(' ', '_')}.mp4"
                 t0 = time.perf_counter()
                 fn(path, frames, 30.0)
@@ -120,7 +133,7 @@ def measure(frames_n: int = 120, rounds: int = 3) -> dict:
                     codec, back = read_back(path)
                     rows[name] = {"codec": codec, "bytes": path.stat().st_size, "frames_read": len(back),
                                   "psnr_db": psnr(frames, back)}
-    for name, (_, dist) in WRITERS.items():
+    for name, (_, dist) in writers.items():
         rows[name].update(ms_per_frame=round(statistics.median(times[name]), 3),
                           ms_per_frame_rounds=[round(t, 3) for t in times[name]], package=dist,
                           installed_mib=installed_mib(dist))

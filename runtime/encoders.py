@@ -16,8 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-# x264 for live recording: "superfast" costs about what OpenCV's mp4v does per frame at a third
-# of its file size (benchmarks/video_encoders.py); CRF 23 is x264's default quality
+# x264 for live recording: "superfast" costs about what OpenCV's mp4v does per frame at under half
+# its file size; "ultrafast" saves ~1.4 ms a frame for files twice as large (benchmarks/video_encoders.py,
+# quiet 2-core machine); CRF 23 is x264's default quality
 H264_OPTIONS = {"preset": "superfast", "crf": "23"}
 # what cv2.CAP_PROP_FOURCC reads back → the codec's name
 _FOURCC_NAMES = {"avc1": "h264", "h264": "h264", "x264": "h264", "mp4v": "mpeg4", "fmp4": "mpeg4", "xvid": "mpeg4",
@@ -51,7 +52,8 @@ class H264Writer:
     for odd sizes, which 4:2:0 cannot hold). Same ``write``/``release``/``isOpened`` as
     cv2.VideoWriter."""
 
-    def __init__(self, path: Path, fps: float, size: tuple[int, int], container_format: str | None = None) -> None:
+    def __init__(self, path: Path, fps: float, size: tuple[int, int], container_format: str | None = None,
+                 options: dict[str, str] | None = None) -> None:
         import av
         from fractions import Fraction
 
@@ -63,7 +65,7 @@ class H264Writer:
             self.stream = self.container.add_stream("libx264", rate=rate)
             self.stream.width, self.stream.height = w, h
             self.stream.pix_fmt = "yuv420p" if w % 2 == 0 and h % 2 == 0 else "yuv444p"
-            self.stream.options = dict(H264_OPTIONS)
+            self.stream.options = dict(H264_OPTIONS if options is None else options)
         except Exception:
             self.container.close()
             raise

@@ -121,7 +121,10 @@ def test_k_site_sets_in_one_batch_equal_k_separate_forwards(micro_vq):
         for i in range(k):
             single = model(x, layout, patches=space.patches(sel[i : i + 1], means))
             assert torch.allclose(batched.logits[i * r : (i + 1) * r], single.logits, atol=1e-5)
-            assert torch.allclose(batched.answer[i * r : (i + 1) * r], single.answer, atol=1e-5)
+            assert torch.equal(batched.logits[i * r : (i + 1) * r].argmax(-1), single.logits.argmax(-1))
+            # same codes; the full-grid VQGAN decode (convolutions, attention) of a batch of 12
+            # vs 3 differs by float rounding alone: ~1e-5 with 2 threads, 0.03 grey levels at 1e-4
+            assert torch.allclose(batched.answer[i * r : (i + 1) * r], single.answer, atol=1e-4)
 
 
 def test_patch_mul_add_follow_the_site_definition():

@@ -11,6 +11,21 @@ import pytest
 from runtime.backends import BackendBase
 
 
+class FakeClock:
+    """A clock the test moves by hand (``clock.t += …``); starts at 100 s."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()
+
+
 class LutBackend(BackendBase):
     """A stand-in graph: ``out = clip(in * gain)`` per pixel (gain 1 = identity)."""
 

@@ -7,16 +7,8 @@ import io
 from runtime.startup import StartupStatus
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def test_breakdown_adds_phases_in_order_and_prints_one_line():
-    clock, out = Clock(), io.StringIO()
+def test_breakdown_adds_phases_in_order_and_prints_one_line(fake_clock):
+    clock, out = fake_clock, io.StringIO()
     st = StartupStatus(stream=out, tty=False, clock=clock)
     st.phase("checks")  # quiet
     clock.t += 0.5
@@ -41,9 +33,9 @@ def test_breakdown_adds_phases_in_order_and_prints_one_line():
     assert len(out.getvalue().splitlines()) == 2
 
 
-def test_terminal_rewrites_one_line_and_clears_on_error():
+def test_terminal_rewrites_one_line_and_clears_on_error(fake_clock):
     out = io.StringIO()
-    st = StartupStatus(stream=out, tty=True, clock=Clock())
+    st = StartupStatus(stream=out, tty=True, clock=fake_clock)
     st.phase("source", "opening 0")
     st.phase("graph", "the graph")
     st.clear()

@@ -8,14 +8,6 @@ import pytest
 from runtime.timing import StageTimer, draw_overlay
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def test_percentiles_on_known_values():
     timer = StageTimer()
     for v in range(1, 101):
@@ -28,8 +20,8 @@ def test_percentiles_on_known_values():
     assert s["mean"] == pytest.approx(50.5)
 
 
-def test_stage_uses_clock_keeps_order_and_records_on_error():
-    clock = FakeClock()
+def test_stage_uses_clock_keeps_order_and_records_on_error(fake_clock):
+    clock = fake_clock
     timer = StageTimer(clock=clock)
     for ms in (10, 30, 20):
         with timer.stage("pre"):
@@ -52,8 +44,8 @@ def test_stage_uses_clock_keeps_order_and_records_on_error():
     assert report["frames"] == 3 and report["stages_ms"]["infer"]["mean"] == pytest.approx(100)
 
 
-def test_fps_window_and_bounded_samples():
-    clock = FakeClock()
+def test_fps_window_and_bounded_samples(fake_clock):
+    clock = fake_clock
     timer = StageTimer(max_samples=10, clock=clock)
     for i in range(50):
         clock.t += 0.1 if i < 40 else 0.05  # 10 FPS, then 20 FPS

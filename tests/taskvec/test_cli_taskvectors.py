@@ -1,7 +1,5 @@
 """The collect/search/evaluate/figure commands: one-line errors, no partial output."""
 
-import cv2
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -19,12 +17,8 @@ def runner():
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    d = tmp_path_factory.mktemp("imgs")
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        cv2.imwrite(str(d / f"im{i}.png"), rng.integers(0, 255, (40, 48, 3), dtype=np.uint8))
-    return d
+def folder(random_image_folder):
+    return random_image_folder(4)
 
 
 def _fails(result, *needles):

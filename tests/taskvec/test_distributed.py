@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -41,12 +40,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    d = tmp_path_factory.mktemp("imgs")
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        cv2.imwrite(str(d / f"im{i}.png"), rng.integers(0, 255, (40, 48, 3), dtype=np.uint8))
-    return d
+def folder(random_image_folder):
+    return random_image_folder(6)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ fingerprint and the task, and reused afterwards.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -71,17 +72,12 @@ def cached_onnx(task: str, model: str = "tiny", cache_dir: str | os.PathLike[str
 
     if taskvec and not Path(taskvec).is_file():
         raise UserError(f"task vector {taskvec} does not exist")
-    resolved: list = []
+    def resolve_here():
+        from taskvec.vectors.resolved import resolve_task
 
-    def resolve():
-        if not resolved:
-            if deployed is not None:
-                resolved.append(deployed())
-            else:
-                from taskvec.vectors.resolved import resolve_task
+        return resolve_task(task, model, taskvec)
 
-                resolved.append(resolve_task(task, model, taskvec))
-        return resolved[0]
+    resolve = deployed or functools.cache(resolve_here)  # ``deployed`` is cached by its owner
 
     ref = model_ref(model)
     fp = ref.fingerprint or resolve().fingerprint
@@ -305,19 +301,16 @@ def run_cli(*, camera=None, source=None, task, engine=None, onnx=None, model=Non
         return err(str(e), 2)
     try:
         try:
-            resolved: list = []
-
             def taskvector_file() -> str:
                 return taskvec or str(default_runtime_taskvector(task, model_spec))
 
+            @functools.cache
             def deployed():
                 """The command's one ResolvedTask: the model is loaded here, at most once."""
-                if not resolved:
-                    from taskvec.vectors.resolved import resolve_task
+                from taskvec.vectors.resolved import resolve_task
 
-                    status.phase("model", f"loading model {model_spec}")
-                    resolved.append(resolve_task(task, model_spec, taskvector_file()))
-                return resolved[0]
+                status.phase("model", f"loading model {model_spec}")
+                return resolve_task(task, model_spec, taskvector_file())
 
             def export_on_first_use() -> Path:
                 status.phase("graph", f"the {task} graph of {model_spec} (export cache)")

@@ -17,6 +17,8 @@ One module per backend, each importing its heavy dependency lazily:
 
 from __future__ import annotations
 
+import functools
+
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -119,7 +121,8 @@ def available_backends() -> dict[str, str]:
     """{kind: what it would run on} for every backend usable here, fastest first. Imports
     neither torch nor TensorRT (the torch backend's device is chosen when it opens)."""
     out: dict[str, str] = {}
-    if _has("tensorrt") and cuda_available():
+    cuda = functools.cache(cuda_available)  # one probe per call, asked only if needed
+    if _has("tensorrt") and cuda():
         out["tensorrt"] = "TensorRT engine"
     providers = ort_providers()
     if providers:
@@ -127,7 +130,7 @@ def available_backends() -> dict[str, str]:
 
         out["onnxruntime"] = ",".join(p.replace("ExecutionProvider", "") for p in pick_providers(providers))
     if _has("torch"):
-        out["torch"] = "cuda" if cuda_available() else "cpu"  # the device it would pick
+        out["torch"] = "cuda" if cuda() else "cpu"  # the device it would pick
     return out
 
 

@@ -149,11 +149,7 @@ def _open_capture(spec: SourceSpec) -> cv2.VideoCapture:
         if gstreamer.opencv_has_gstreamer() and gstreamer.is_jetson():
             cap = cv2.VideoCapture(gstreamer.gstreamer_pipeline(spec), cv2.CAP_GSTREAMER)
         else:
-            params: list[int] = []
-            for prop, ms in (("CAP_PROP_OPEN_TIMEOUT_MSEC", OPEN_TIMEOUT_MS), ("CAP_PROP_READ_TIMEOUT_MSEC", READ_TIMEOUT_MS)):
-                if hasattr(cv2, prop):
-                    params += [getattr(cv2, prop), ms]
-            cap = cv2.VideoCapture(spec.location, cv2.CAP_FFMPEG, params)
+            cap = cv2.VideoCapture(spec.location, cv2.CAP_FFMPEG, _ffmpeg_timeouts())
         if not cap.isOpened():
             raise SourceError(f"cannot open {name}: no answer — check the address, the credentials and the network")
         return cap
@@ -170,6 +166,15 @@ def _open_capture(spec: SourceSpec) -> cv2.VideoCapture:
     raise SourceError(f"{name} is not read through cv2.VideoCapture")
 
 
+def _ffmpeg_timeouts() -> list[int]:
+    """cv2.VideoCapture params: FFmpeg's open/read timeouts, where this OpenCV has them."""
+    params: list[int] = []
+    for prop, ms in (("CAP_PROP_OPEN_TIMEOUT_MSEC", OPEN_TIMEOUT_MS), ("CAP_PROP_READ_TIMEOUT_MSEC", READ_TIMEOUT_MS)):
+        if hasattr(cv2, prop):
+            params += [getattr(cv2, prop), ms]
+    return params
+
+
 def _open_rtp(spec: SourceSpec, name: str) -> cv2.VideoCapture:
     """rtp://@:PORT: GStreamer's udpsrc where OpenCV has GStreamer; else FFmpeg, told what
     arrives by an SDP description (``gstreamer.rtp_sdp``) in a temporary file."""
@@ -184,11 +189,7 @@ def _open_rtp(spec: SourceSpec, name: str) -> cv2.VideoCapture:
         old = os.environ.get(key)
         os.environ[key] = "protocol_whitelist;file,udp,rtp"  # read when the capture opens
         try:
-            params: list[int] = []
-            for prop, ms in (("CAP_PROP_OPEN_TIMEOUT_MSEC", OPEN_TIMEOUT_MS), ("CAP_PROP_READ_TIMEOUT_MSEC", READ_TIMEOUT_MS)):
-                if hasattr(cv2, prop):
-                    params += [getattr(cv2, prop), ms]
-            cap = cv2.VideoCapture(f.name, cv2.CAP_FFMPEG, params)
+            cap = cv2.VideoCapture(f.name, cv2.CAP_FFMPEG, _ffmpeg_timeouts())
         finally:
             if old is None:
                 os.environ.pop(key, None)

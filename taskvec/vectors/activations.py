@@ -233,7 +233,9 @@ def collect_means(
                 ex, q = sample_pairs(images.shape[0], batch, gen)
                 exm, qm = (masks[ex], masks[q]) if masks is not None else (None, None)
                 canvas, _, _ = build_canvases(t, images[ex], images[q], gen, variant, exm, qm, with_answer=False)  # type: ignore[arg-type]
-                out = model(G.normalize(canvas).to(dev), layout, record=True)
+                # only the recorded heads are used: the cheapest decode (heads come before it, so the
+                # means are the same for every decode)
+                out = model(G.normalize(canvas).to(dev), layout, record=True, decode="answer")
                 lo = max(0, start - w * batch)
                 hi = min(batch, n_canvases - w * batch)
                 local.update({k: v[lo:hi] for k, v in out.heads.items()}, layout)

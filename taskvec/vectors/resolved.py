@@ -13,14 +13,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from taskvec.data.tasks import get_task
 from taskvec.errors import UserError
 from taskvec.model.card import DEFAULT_MODEL, ModelRef
 from taskvec.model.checkpoint import load_model_ref, model_fingerprint
 from taskvec.model.mae_vqgan import BlockId, MaeVQGAN, Patch
-from taskvec.vectors.taskvector import TaskVector, default_taskvector_path
+from taskvec.vectors.taskvector import TaskVector, load_taskvector
 
 
 @dataclass(frozen=True)
@@ -44,13 +43,9 @@ class ResolvedTask:
         vector of the task and model), validated against the model once."""
         if isinstance(taskvec, TaskVector):
             tv = taskvec
+            tv.validate(self.task, self.model, self.fingerprint)
         else:
-            path = Path(taskvec) if taskvec is not None else default_taskvector_path(self.task, self.model_name, variant)
-            if taskvec is None and not path.is_file():
-                raise UserError(f"no shipped task vector for {self.task!r} on model {self.model_name!r} ({path.name}); "
-                                "make one with `taskvec search` and pass it with --taskvec")
-            tv = TaskVector.load(path)
-        tv.validate(self.task, self.model, self.fingerprint)
+            tv = load_taskvector(self.task, self.model, taskvec, variant, fingerprint=self.fingerprint)
         return dataclasses.replace(self, taskvector=tv)
 
     def patches(self, device=None) -> dict[BlockId, Patch]:

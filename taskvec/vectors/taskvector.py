@@ -14,6 +14,7 @@ sidecar ``NAME.json`` (task, model, fingerprint, method, granularity, sites, met
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,8 +168,10 @@ class TaskVector:
         self.validate(self.task, model, model_fingerprint(model))
 
 
-def load_taskvector(task: str, model: MaeVQGAN, path: str | None = None, variant: str = "paper") -> TaskVector:
-    """Load ``path`` (default: the shipped ``variant`` vector of ``task`` for ``model``) and check it."""
+def load_taskvector(task: str, model: MaeVQGAN, path: str | os.PathLike | None = None, variant: str = "paper",
+                    fingerprint: str | None = None) -> TaskVector:
+    """Load ``path`` (default: the shipped ``variant`` vector of ``task`` for ``model``) and check it
+    (``fingerprint``: the model's, when the caller has it; else it is computed)."""
     if path is None:
         p = default_taskvector_path(task, model.cfg.name, variant)
         if not p.is_file():
@@ -181,7 +184,7 @@ def load_taskvector(task: str, model: MaeVQGAN, path: str | None = None, variant
     from taskvec.model.checkpoint import model_fingerprint
 
     tv = TaskVector.load(p)
-    tv.validate(task, model, model_fingerprint(model))
+    tv.validate(task, model, fingerprint or model_fingerprint(model))
     return tv
 
 

@@ -28,8 +28,8 @@ class OrtBackend final : public Backend {
     opts.SetGraphOptimizationLevel(GraphOptimizationLevel::ORT_ENABLE_ALL);
     opts.SetLogSeverityLevel(3);
     // ONNX Runtime's pool spin-waits after each run by default; here the frame's pre/postprocess runs
-    // on the same cores right after the graph call, and spinning threads take them (measured: the
-    // 640x480 low-light loop went from 13 to 26 FPS on a 2-core machine). --ort-spin restores it.
+    // on the same cores right after the graph call, and spinning threads take them (measured with and
+    // without, beside the Python runtime: benchmarks/results/native_vs_python_cpu.json). --ort-spin restores it.
     if (!spin) opts.AddConfigEntry("session.intra_op.allow_spinning", "0");
     try {
       session_ = std::make_unique<Ort::Session>(env_, info_.path.c_str(), opts);

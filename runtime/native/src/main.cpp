@@ -290,7 +290,11 @@ int run(const Options& o) {
       ++n;
       timer.tick();
       double total = frame.capture_ms;  // this frame's own stages (queueing excluded), as tvbench sums them
-      for (const char* st : {"preprocess", "infer", "postprocess", "output"}) total += timer.last_ms()[st];
+      const auto last = timer.last_ms();
+      for (const char* st : {"preprocess", "infer", "postprocess", "output"}) {
+        const auto it = last.find(st);
+        if (it != last.end()) total += it->second;  // a stage this frame did not time counts 0
+      }
       stats.frame_ms.push_back(total);
       if (key == 27 || key == 'q' || key == 'Q') {
         stats.stopped_by = "key";

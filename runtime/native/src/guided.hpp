@@ -4,8 +4,18 @@
 #pragma once
 
 #include <opencv2/core.hpp>
+#include <opencv2/core/utility.hpp>
 
 namespace tvn {
+
+/// f(y) for every row y in [0, rows), rows split over OpenCV's worker threads (--cv-threads).
+/// f must only write its own row.
+template <class F>
+void for_rows(int rows, F&& f) {
+  cv::parallel_for_(cv::Range(0, rows), [&f](const cv::Range& range) {
+    for (int y = range.start; y < range.end; ++y) f(y);
+  });
+}
 
 /// Mean over a (2r+1)² window, borders reflected.
 cv::Mat box(const cv::Mat& x, int r);

@@ -95,13 +95,13 @@ cv::Mat half_frame(const cv::Mat& frame) {
   if (frame.depth() == CV_8U && frame.cols % 2 == 0 && frame.rows % 2 == 0) {
     small.create(hw, CV_32FC3);
     const float k = 1.0f / 255.0f;
-    for (int y = 0; y < hw.height; ++y) {
+    for_rows(hw.height, [&](int y) {
       const uint8_t* r0 = frame.ptr<uint8_t>(2 * y);
       const uint8_t* r1 = frame.ptr<uint8_t>(2 * y + 1);
       float* o = small.ptr<float>(y);
       for (int x = 0; x < hw.width; ++x, o += 3, r0 += 6, r1 += 6)
         for (int c = 0; c < 3; ++c) o[c] = ((r0[c] * k + r0[c + 3] * k) + (r1[c] * k + r1[c + 3] * k)) * 0.25f;
-    }
+    });
     return small;
   }
   cv::Mat f = frame;
@@ -127,25 +127,62 @@ void denoise_coefficients(const cv::Mat& frame, double noise_var, const cv::Mat&
   }
 }
 
-// scale·(up(A)·grey + up(B)) at grey's resolution, bilinear up, saturated to uint8 — one pass
-// after the two resizes (runtime/lowlight.py apply_coefficients with dtype CV_8U).
+// One row of a 3-channel image upsampled 2× with INTER_LINEAR (cv::resize's weights: output x
+// samples source (x + ½)/2 − ½, borders replicated), from the two source rows blended by w0, w1.
+void upsample_row_2x(const float* r0, const float* r1, float w0, float w1, int n, std::vector<float>& v, float* out) {
+  v.resize(static_cast<size_t>(n) * 3);
+  for (int i = 0; i < n * 3; ++i) v[static_cast<size_t>(i)] = w0 * r0[i] + w1 * r1[i];
+  const float* s = v.data();
+  for (int c = 0; c < 3; ++c) {
+    out[c] = s[c];
+    out[(2 * n - 1) * 3 + c] = s[(n - 1) * 3 + c];
+  }
+  for (int i = 0; i + 1 < n; ++i)  // between source pixels i and i+1: outputs 2i+1 and 2i+2
+    for (int c = 0; c < 3; ++c) {
+      const float lo = s[i * 3 + c], hi = s[(i + 1) * 3 + c];
+      out[(2 * i + 1) * 3 + c] = 0.75f * lo + 0.25f * hi;
+      out[(2 * i + 2) * 3 + c] = 0.25f * lo + 0.75f * hi;
+    }
+}
+
+// scale·(up(A)·grey + up(B)) at grey's resolution, bilinear up, saturated to uint8 (runtime/lowlight.py
+// apply_coefficients with dtype CV_8U). At exactly half resolution the upsampled rows are made on
+// the fly, one output row at a time, instead of two full-resolution float images.
 cv::Mat apply_coefficients_u8(const cv::Mat& a, const cv::Mat& b, const cv::Mat& grey, double scale) {
-  cv::Mat big_a, big_b, bs;
-  cv::resize(a, big_a, grey.size(), 0, 0, cv::INTER_LINEAR);
+  cv::Mat bs, big_a, big_b;
   cv::multiply(b, cv::Scalar::all(scale), bs);  // at low resolution: cheaper than scaling big_b
-  cv::resize(bs, big_b, grey.size(), 0, 0, cv::INTER_LINEAR);
+  const bool half = a.cols * 2 == grey.cols && a.rows * 2 == grey.rows && a.cols > 1 && a.rows > 1;
+  if (!half) {
+    cv::resize(a, big_a, grey.size(), 0, 0, cv::INTER_LINEAR);
+    cv::resize(bs, big_b, grey.size(), 0, 0, cv::INTER_LINEAR);
+  }
   cv::Mat out(grey.size(), CV_8UC3);
   const float sc = static_cast<float>(scale);
-  for (int y = 0; y < grey.rows; ++y) {
-    const float* pa = big_a.ptr<float>(y);
-    const float* pb = big_b.ptr<float>(y);
+  for_rows(grey.rows, [&](int y) {
+    const float *pa, *pb;
+    if (half) {
+      thread_local std::vector<float> va, vb, tmp;  // per worker, reused
+      va.resize(static_cast<size_t>(grey.cols) * 3);
+      vb.resize(va.size());
+      // output row y samples source row y/2 − ¼: rows (y/2 − 1, y/2) weighted (¼, ¾) when y is even,
+      // (y/2, y/2 + 1) weighted (¾, ¼) when odd, clamped to the image
+      const int i = y / 2, i0 = y % 2 ? i : std::max(i - 1, 0), i1 = y % 2 ? std::min(i + 1, a.rows - 1) : i;
+      const float w0 = y % 2 ? 0.75f : 0.25f;
+      upsample_row_2x(a.ptr<float>(i0), a.ptr<float>(i1), w0, 1.0f - w0, a.cols, tmp, va.data());
+      upsample_row_2x(bs.ptr<float>(i0), bs.ptr<float>(i1), w0, 1.0f - w0, a.cols, tmp, vb.data());
+      pa = va.data();
+      pb = vb.data();
+    } else {
+      pa = big_a.ptr<float>(y);
+      pb = big_b.ptr<float>(y);
+    }
     const float* g = grey.ptr<float>(y);
     uint8_t* o = out.ptr<uint8_t>(y);
     for (int x = 0; x < grey.cols; ++x, pa += 3, pb += 3, o += 3) {
       const float gs = g[x] * sc;
       for (int c = 0; c < 3; ++c) o[c] = cv::saturate_cast<uint8_t>(pa[c] * gs + pb[c]);
     }
-  }
+  });
   return out;
 }
 
@@ -159,7 +196,7 @@ cv::Mat detail_luma(const cv::Mat& grey, double noise_var, const cv::Mat& noise_
   cv::GaussianBlur(grey, soft, cv::Size(0, 0), p.guide_blur, 0, cv::BORDER_REFLECT);
   const float tau = static_cast<float>(kDetailTau * sigma / 255.0);
   cv::Mat out(grey.size(), CV_32F);
-  for (int y = 0; y < grey.rows; ++y) {  // soft + sign(fine)·max(|fine| − τ, 0), fine = grey − soft
+  for_rows(grey.rows, [&](int y) {  // soft + sign(fine)·max(|fine| − τ, 0), fine = grey − soft
     const float* g = grey.ptr<float>(y);
     const float* s = soft.ptr<float>(y);
     float* o = out.ptr<float>(y);
@@ -168,7 +205,7 @@ cv::Mat detail_luma(const cv::Mat& grey, double noise_var, const cv::Mat& noise_
       const float m = std::max(std::fabs(fine) - tau, 0.0f);
       o[x] = s[x] + std::copysign(m, fine);
     }
-  }
+  });
   return out;
 }
 

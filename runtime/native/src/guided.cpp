@@ -59,22 +59,21 @@ void sum_streams_any(const float* const* src, int count, float* out, size_t n, f
 // Mean over (2r+1)² windows of a K-channel interleaved float image (rows × cols·K), borders
 // reflected: what cv::boxFilter(normalize, BORDER_REFLECT) computes, for all K channels at once.
 // Direct sums (2r+1 terms per pass, no running sum that could drift); rows in parallel.
-void box_multi(const std::vector<float>& src, std::vector<float>& dst, int rows, int cols, int k, int r) {
+void box_multi(const float* src, float* dst, int rows, int cols, int k, int r) {
   const size_t row_len = static_cast<size_t>(cols) * static_cast<size_t>(k);
   const int taps = 2 * r + 1;
   const float norm = 1.0f / static_cast<float>(taps * taps);
-  dst.resize(src.size());
   for_rows(rows, [&](int y) {
-    thread_local std::vector<float> col;  // per worker, reused across rows and frames
+    thread_local std::vector<float> col_buf;  // per worker, reused across rows and frames
     thread_local std::vector<const float*> ptr;
-    col.resize(row_len);
-    ptr.resize(static_cast<size_t>(taps));
-    for (int dy = -r; dy <= r; ++dy) ptr[static_cast<size_t>(dy + r)] = &src[static_cast<size_t>(reflect(y + dy, rows)) * row_len];
-    sum_streams_any(ptr.data(), taps, col.data(), row_len, 1.0f);
-    float* out = &dst[static_cast<size_t>(y) * row_len];
+    float* col = grow(col_buf, row_len);
+    if (ptr.size() < static_cast<size_t>(taps)) ptr.resize(static_cast<size_t>(taps));
+    for (int dy = -r; dy <= r; ++dy) ptr[static_cast<size_t>(dy + r)] = src + static_cast<size_t>(reflect(y + dy, rows)) * row_len;
+    sum_streams_any(ptr.data(), taps, col, row_len, 1.0f);
+    float* out = dst + static_cast<size_t>(y) * row_len;
     const int lo = std::min(r, cols), hi = std::max(lo, cols - r);
     if (hi > lo) {  // interior columns: out[i] = norm·Σ_dx col[i + dx·k]
-      for (int dx = 0; dx < taps; ++dx) ptr[static_cast<size_t>(dx)] = col.data() + static_cast<size_t>(lo - r + dx) * k;
+      for (int dx = 0; dx < taps; ++dx) ptr[static_cast<size_t>(dx)] = col + static_cast<size_t>(lo - r + dx) * k;
       sum_streams_any(ptr.data(), taps, out + static_cast<size_t>(lo) * k, static_cast<size_t>(hi - lo) * k, norm);
     }
     for (int x = 0; x < cols; ++x) {  // the r columns at each edge
@@ -91,78 +90,151 @@ void box_multi(const std::vector<float>& src, std::vector<float>& dst, int rows,
 
 }  // namespace
 
-void guided_coefficients(const cv::Mat& guide, const cv::Mat& p, int r, const cv::Mat& eps_map, double eps,
-                         cv::Mat& a, cv::Mat& b) {
-  CV_Assert(guide.channels() == 1 && guide.depth() == CV_32F && p.depth() == CV_32F && guide.size() == p.size());
-  const int rows = guide.rows, cols = guide.cols, c = p.channels(), k = 2 + 2 * c;
-  // one pass of window means over [I, I², p_0..p_c-1, I·p_0..I·p_c-1] …
-  // reused across frames (same sizes every frame); named by reference, since the row lambdas run
-  // on OpenCV's workers, where the thread_locals themselves would be those threads' (empty) ones
+namespace {
+
+// The 2× INTER_LINEAR upsample of one row from its two source rows r0, r1 (n pixels of C channels)
+// blended by w0 : 1 − w0 → out (2n pixels); v is n·C floats of scratch. C is a template argument
+// so the per-pixel loops unroll.
+template <int C>
+void upsample_row_2x_c(const float* r0, const float* r1, float w0, int n, float* v, float* out) {
+  const float w1 = 1.0f - w0;
+  for (int m = 0; m < n * C; ++m) v[m] = w0 * r0[m] + w1 * r1[m];
+  for (int k = 0; k < C; ++k) {
+    out[k] = v[k];
+    out[(2 * n - 1) * C + k] = v[(n - 1) * C + k];
+  }
+  for (int j = 0; j + 1 < n; ++j) {  // between source pixels j and j+1: outputs 2j+1 and 2j+2
+    const float* lo = v + j * C;
+    float* o = out + (2 * j + 1) * C;
+    for (int k = 0; k < C; ++k) {
+      o[k] = 0.75f * lo[k] + 0.25f * lo[C + k];
+      o[C + k] = 0.25f * lo[k] + 0.75f * lo[C + k];
+    }
+  }
+}
+
+}  // namespace
+
+void upsample_row_2x(const cv::Mat& src, int y, float* out) {
+  CV_Assert(src.depth() == CV_32F && (src.channels() == 1 || src.channels() == 3));
+  // output row y samples source row y/2 − ¼: rows (y/2 − 1, y/2) weighted (¼, ¾) when y is even,
+  // (y/2, y/2 + 1) weighted (¾, ¼) when odd, clamped to the image; the same along x
+  const int i = y / 2, odd = y % 2;
+  const float* r0 = src.ptr<float>(odd ? i : std::max(i - 1, 0));
+  const float* r1 = src.ptr<float>(odd ? std::min(i + 1, src.rows - 1) : i);
+  thread_local std::vector<float> v_buf;  // per worker, reused
+  float* v = grow(v_buf, static_cast<size_t>(src.cols) * src.channels());
+  if (src.channels() == 3)
+    upsample_row_2x_c<3>(r0, r1, odd ? 0.75f : 0.25f, src.cols, v, out);
+  else
+    upsample_row_2x_c<1>(r0, r1, odd ? 0.75f : 0.25f, src.cols, v, out);
+}
+
+namespace {
+
+// guided_coefficients for a C-channel input (C a template argument, so the per-pixel loops over
+// the interleaved planes unroll).
+template <int C>
+void guided_coefficients_c(const cv::Mat& guide, const cv::Mat& p, int r, const cv::Mat& eps_map, double eps,
+                           cv::Mat& a, cv::Mat& b) {
+  constexpr int k = 2 + 2 * C, k2 = 2 * C;
+  const int rows = guide.rows, cols = guide.cols;
+  // reused across frames; named through pointers, since the row lambdas run on OpenCV's workers,
+  // where the thread_locals themselves would be those threads' (empty) ones
   thread_local std::vector<float> in_buf, mean_buf, ab_buf, ab_mean_buf;
-  std::vector<float>&in = in_buf, &mean = mean_buf, &ab = ab_buf, &ab_mean = ab_mean_buf;
-  in.resize(static_cast<size_t>(rows) * cols * k);
+  const size_t n = static_cast<size_t>(rows) * static_cast<size_t>(cols);
+  float* in = grow(in_buf, n * k);
+  float* mean = grow(mean_buf, n * k);
+  float* ab = grow(ab_buf, n * k2);
+  float* ab_mean = grow(ab_mean_buf, n * k2);
+  // one pass of window means over [I, I², p_0..p_C-1, I·p_0..I·p_C-1] …
   for_rows(rows, [&](int y) {
     const float* g = guide.ptr<float>(y);
     const float* pp = p.ptr<float>(y);
-    float* o = &in[static_cast<size_t>(y) * cols * k];
-    for (int x = 0; x < cols; ++x, o += k, pp += c) {
+    float* o = in + static_cast<size_t>(y) * cols * k;
+    for (int x = 0; x < cols; ++x, o += k, pp += C) {
       o[0] = g[x];
       o[1] = g[x] * g[x];
-      for (int j = 0; j < c; ++j) {
+      for (int j = 0; j < C; ++j) {
         o[2 + j] = pp[j];
-        o[2 + c + j] = g[x] * pp[j];
+        o[2 + C + j] = g[x] * pp[j];
       }
     }
   });
   box_multi(in, mean, rows, cols, k, r);
   // … the per-window coefficients a = cov(I,p)/(var(I)+eps), b = mean(p) − a·mean(I) …
-  const int k2 = 2 * c;
-  ab.resize(static_cast<size_t>(rows) * cols * k2);
   for_rows(rows, [&](int y) {
-    const float* m = &mean[static_cast<size_t>(y) * cols * k];
+    const float* m = mean + static_cast<size_t>(y) * cols * k;
     const float* e = eps_map.empty() ? nullptr : eps_map.ptr<float>(y);
-    float* o = &ab[static_cast<size_t>(y) * cols * k2];
+    float* o = ab + static_cast<size_t>(y) * cols * k2;
     for (int x = 0; x < cols; ++x, m += k, o += k2) {
-      const float var = m[1] - m[0] * m[0] + (e ? e[x] : static_cast<float>(eps));
-      for (int j = 0; j < c; ++j) {
-        const float aj = (m[2 + c + j] - m[0] * m[2 + j]) / var;
+      const float inv = 1.0f / (m[1] - m[0] * m[0] + (e ? e[x] : static_cast<float>(eps)));
+      for (int j = 0; j < C; ++j) {
+        const float aj = (m[2 + C + j] - m[0] * m[2 + j]) * inv;
         o[j] = aj;
-        o[c + j] = m[2 + j] - aj * m[0];
+        o[C + j] = m[2 + j] - aj * m[0];
       }
     }
   });
   // … averaged over the windows that contain each pixel.
   box_multi(ab, ab_mean, rows, cols, k2, r);
-  a.create(rows, cols, CV_32FC(c));
-  b.create(rows, cols, CV_32FC(c));
+  a.create(rows, cols, CV_32FC(C));
+  b.create(rows, cols, CV_32FC(C));
   for_rows(rows, [&](int y) {
-    const float* m = &ab_mean[static_cast<size_t>(y) * cols * k2];
+    const float* m = ab_mean + static_cast<size_t>(y) * cols * k2;
     float* pa = a.ptr<float>(y);
     float* pb = b.ptr<float>(y);
-    for (int x = 0; x < cols; ++x, m += k2, pa += c, pb += c)
-      for (int j = 0; j < c; ++j) {
+    for (int x = 0; x < cols; ++x, m += k2, pa += C, pb += C)
+      for (int j = 0; j < C; ++j) {
         pa[j] = m[j];
-        pb[j] = m[c + j];
+        pb[j] = m[C + j];
       }
   });
+}
+
+}  // namespace
+
+void guided_coefficients(const cv::Mat& guide, const cv::Mat& p, int r, const cv::Mat& eps_map, double eps,
+                         cv::Mat& a, cv::Mat& b) {
+  CV_Assert(guide.channels() == 1 && guide.depth() == CV_32F && p.depth() == CV_32F && guide.size() == p.size());
+  CV_Assert(p.channels() == 1 || p.channels() == 3);
+  if (p.channels() == 3)
+    guided_coefficients_c<3>(guide, p, r, eps_map, eps, a, b);
+  else
+    guided_coefficients_c<1>(guide, p, r, eps_map, eps, a, b);
 }
 
 cv::Mat fast_guided_upsample(const cv::Mat& guide_low, const cv::Mat& p_low, const cv::Mat& guide_full, int r,
                              double eps) {
   cv::Mat a, b;
   guided_coefficients(guide_low, p_low, r, cv::Mat(), eps, a, b);
-  cv::Mat big_a, big_b;
-  cv::resize(a, big_a, guide_full.size(), 0, 0, cv::INTER_LINEAR);
-  cv::resize(b, big_b, guide_full.size(), 0, 0, cv::INTER_LINEAR);
   const int c = a.channels();
-  for_rows(big_a.rows, [&](int y) {  // A·I + B, I repeated over the channels
-    float* pa = big_a.ptr<float>(y);
-    const float* pb = big_b.ptr<float>(y);
+  const bool twice = a.cols * 2 == guide_full.cols && a.rows * 2 == guide_full.rows && a.cols > 1 && a.rows > 1;
+  cv::Mat big_a, big_b, out(guide_full.size(), a.type());
+  if (!twice) {
+    cv::resize(a, big_a, guide_full.size(), 0, 0, cv::INTER_LINEAR);
+    cv::resize(b, big_b, guide_full.size(), 0, 0, cv::INTER_LINEAR);
+  }
+  for_rows(out.rows, [&](int y) {  // up(A)·I + up(B), I repeated over the channels
+    const float *pa, *pb;
+    if (twice) {  // the 2× upsample row by row, no full-size A and B
+      thread_local std::vector<float> ra, rb;
+      float* ua = grow(ra, static_cast<size_t>(out.cols) * c);
+      float* ub = grow(rb, static_cast<size_t>(out.cols) * c);
+      upsample_row_2x(a, y, ua);
+      upsample_row_2x(b, y, ub);
+      pa = ua;
+      pb = ub;
+    } else {
+      pa = big_a.ptr<float>(y);
+      pb = big_b.ptr<float>(y);
+    }
     const float* g = guide_full.ptr<float>(y);
-    for (int x = 0; x < big_a.cols; ++x)
-      for (int j = 0; j < c; ++j) pa[x * c + j] = pa[x * c + j] * g[x] + pb[x * c + j];
+    float* o = out.ptr<float>(y);
+    for (int x = 0; x < out.cols; ++x)
+      for (int j = 0; j < c; ++j) o[x * c + j] = pa[x * c + j] * g[x] + pb[x * c + j];
   });
-  return big_a;
+  return out;
 }
 
 }  // namespace tvn

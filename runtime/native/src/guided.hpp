@@ -5,8 +5,16 @@
 
 #include <opencv2/core.hpp>
 #include <opencv2/core/utility.hpp>
+#include <vector>
 
 namespace tvn {
+
+/// v.data() with room for n floats. Grows only: a scratch buffer shared by calls of different
+/// sizes in one frame is not zero-filled again on every call (resize would refill the difference).
+inline float* grow(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+  return v.data();
+}
 
 /// f(y) for every row y in [0, rows), rows split over OpenCV's worker threads (--cv-threads).
 /// f must only write its own row.
@@ -27,6 +35,10 @@ void guided_coefficients(const cv::Mat& guide, const cv::Mat& p, int r, const cv
 /// Coefficients at low resolution, applied at the resolution of guide_full.
 cv::Mat fast_guided_upsample(const cv::Mat& guide_low, const cv::Mat& p_low, const cv::Mat& guide_full, int r,
                              double eps);
+
+/// Row y of src (CV_32FC1 or CV_32FC3) upsampled 2× in both directions with cv::resize's INTER_LINEAR
+/// weights (output x samples source (x + ½)/2 − ½, borders replicated) → out, 2·cols·c floats.
+void upsample_row_2x(const cv::Mat& src, int y, float* out);
 
 /// cv::merge of n copies of a one-channel image.
 cv::Mat replicate(const cv::Mat& x, int n);

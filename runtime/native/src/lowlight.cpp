@@ -94,13 +94,16 @@ cv::Mat half_frame(const cv::Mat& frame) {
   cv::Mat small;
   if (frame.depth() == CV_8U && frame.cols % 2 == 0 && frame.rows % 2 == 0) {
     small.create(hw, CV_32FC3);
-    const float k = 1.0f / 255.0f;
+    const float k = 0.25f / 255.0f;
     for_rows(hw.height, [&](int y) {
       const uint8_t* r0 = frame.ptr<uint8_t>(2 * y);
       const uint8_t* r1 = frame.ptr<uint8_t>(2 * y + 1);
+      thread_local std::vector<float> pair_buf;  // per worker: the two rows' sums, one loop that vectorises
+      float* pair = grow(pair_buf, static_cast<size_t>(frame.cols) * 3);
+      for (int m = 0; m < frame.cols * 3; ++m) pair[m] = static_cast<float>(r0[m] + r1[m]);
       float* o = small.ptr<float>(y);
-      for (int x = 0; x < hw.width; ++x, o += 3, r0 += 6, r1 += 6)
-        for (int c = 0; c < 3; ++c) o[c] = ((r0[c] * k + r0[c + 3] * k) + (r1[c] * k + r1[c + 3] * k)) * 0.25f;
+      for (int x = 0; x < hw.width; ++x, o += 3, pair += 6)
+        for (int c = 0; c < 3; ++c) o[c] = (pair[c] + pair[c + 3]) * k;
     });
     return small;
   }
@@ -127,24 +130,6 @@ void denoise_coefficients(const cv::Mat& frame, double noise_var, const cv::Mat&
   }
 }
 
-// One row of a 3-channel image upsampled 2× with INTER_LINEAR (cv::resize's weights: output x
-// samples source (x + ½)/2 − ½, borders replicated), from the two source rows blended by w0, w1.
-void upsample_row_2x(const float* r0, const float* r1, float w0, float w1, int n, std::vector<float>& v, float* out) {
-  v.resize(static_cast<size_t>(n) * 3);
-  for (int i = 0; i < n * 3; ++i) v[static_cast<size_t>(i)] = w0 * r0[i] + w1 * r1[i];
-  const float* s = v.data();
-  for (int c = 0; c < 3; ++c) {
-    out[c] = s[c];
-    out[(2 * n - 1) * 3 + c] = s[(n - 1) * 3 + c];
-  }
-  for (int i = 0; i + 1 < n; ++i)  // between source pixels i and i+1: outputs 2i+1 and 2i+2
-    for (int c = 0; c < 3; ++c) {
-      const float lo = s[i * 3 + c], hi = s[(i + 1) * 3 + c];
-      out[(2 * i + 1) * 3 + c] = 0.75f * lo + 0.25f * hi;
-      out[(2 * i + 2) * 3 + c] = 0.25f * lo + 0.75f * hi;
-    }
-}
-
 // scale·(up(A)·grey + up(B)) at grey's resolution, bilinear up, saturated to uint8 (runtime/lowlight.py
 // apply_coefficients with dtype CV_8U). At exactly half resolution the upsampled rows are made on
 // the fly, one output row at a time, instead of two full-resolution float images.
@@ -161,27 +146,26 @@ cv::Mat apply_coefficients_u8(const cv::Mat& a, const cv::Mat& b, const cv::Mat&
   for_rows(grey.rows, [&](int y) {
     const float *pa, *pb;
     if (half) {
-      thread_local std::vector<float> va, vb, tmp;  // per worker, reused
-      va.resize(static_cast<size_t>(grey.cols) * 3);
-      vb.resize(va.size());
-      // output row y samples source row y/2 − ¼: rows (y/2 − 1, y/2) weighted (¼, ¾) when y is even,
-      // (y/2, y/2 + 1) weighted (¾, ¼) when odd, clamped to the image
-      const int i = y / 2, i0 = y % 2 ? i : std::max(i - 1, 0), i1 = y % 2 ? std::min(i + 1, a.rows - 1) : i;
-      const float w0 = y % 2 ? 0.75f : 0.25f;
-      upsample_row_2x(a.ptr<float>(i0), a.ptr<float>(i1), w0, 1.0f - w0, a.cols, tmp, va.data());
-      upsample_row_2x(bs.ptr<float>(i0), bs.ptr<float>(i1), w0, 1.0f - w0, a.cols, tmp, vb.data());
-      pa = va.data();
-      pb = vb.data();
+      thread_local std::vector<float> va, vb;  // per worker, reused
+      float* ua = grow(va, static_cast<size_t>(grey.cols) * 3);
+      float* ub = grow(vb, static_cast<size_t>(grey.cols) * 3);
+      upsample_row_2x(a, y, ua);
+      upsample_row_2x(bs, y, ub);
+      pa = ua;
+      pb = ub;
     } else {
       pa = big_a.ptr<float>(y);
       pb = big_b.ptr<float>(y);
     }
     const float* g = grey.ptr<float>(y);
-    uint8_t* o = out.ptr<uint8_t>(y);
-    for (int x = 0; x < grey.cols; ++x, pa += 3, pb += 3, o += 3) {
+    thread_local std::vector<float> row_buf;  // per worker: the float row, then one SIMD convert
+    float* row = grow(row_buf, static_cast<size_t>(grey.cols) * 3);
+    for (int x = 0; x < grey.cols; ++x, pa += 3, pb += 3) {
       const float gs = g[x] * sc;
-      for (int c = 0; c < 3; ++c) o[c] = cv::saturate_cast<uint8_t>(pa[c] * gs + pb[c]);
+      for (int c = 0; c < 3; ++c) row[3 * x + c] = pa[c] * gs + pb[c];
     }
+    // saturate_cast<uint8_t> (round half to even, clip) of the whole row at once
+    cv::Mat(1, grey.cols, CV_32FC3, row).convertTo(out.row(y), CV_8U);
   });
   return out;
 }
@@ -213,9 +197,13 @@ cv::Mat denoise_and_gain(const cv::Mat& frame, const cv::Mat& grey, double noise
                          const LowLightParams& p, const std::function<cv::Mat(const cv::Mat&)>& gain_at) {
   cv::Mat a, b, small_grey;
   denoise_coefficients(frame, noise_var, noise_var_map, p, a, b, small_grey);
-  cv::Mat denoised, denoised_grey;
-  cv::add(a.mul(replicate(small_grey, 3)), b, denoised);
-  cv::cvtColor(denoised, denoised_grey, cv::COLOR_BGR2GRAY);
+  cv::Mat denoised_grey(small_grey.size(), CV_32F);
+  for_rows(small_grey.rows, [&](int y) {  // cvtColor(A·I + B, BGR2GRAY) in one pass
+    const float *pa = a.ptr<float>(y), *pb = b.ptr<float>(y), *g = small_grey.ptr<float>(y);
+    float* o = denoised_grey.ptr<float>(y);
+    for (int x = 0; x < small_grey.cols; ++x, pa += 3, pb += 3)
+      o[x] = 0.114f * (pa[0] * g[x] + pb[0]) + 0.587f * (pa[1] * g[x] + pb[1]) + 0.299f * (pa[2] * g[x] + pb[2]);
+  });
   cv::Mat gain = gain_at(denoised_grey);
   if (gain.channels() == 1) gain = replicate(gain, 3);
   cv::Mat out = apply_coefficients_u8(a.mul(gain), b.mul(gain), detail_luma(grey, noise_var, noise_var_map, p), 255.0);

@@ -2,6 +2,8 @@
 
 #include <opencv2/imgproc.hpp>
 #include <algorithm>
+#include <atomic>
+#include <optional>
 #include <vector>
 
 namespace tvn {
@@ -92,13 +94,10 @@ void box_multi(const float* src, float* dst, int rows, int cols, int k, int r) {
 
 namespace {
 
-// The 2× INTER_LINEAR upsample of one row from its two source rows r0, r1 (n pixels of C channels)
-// blended by w0 : 1 − w0 → out (2n pixels); v is n·C floats of scratch. C is a template argument
-// so the per-pixel loops unroll.
+// One source row (n pixels of C channels) upsampled 2× along x with cv::resize's INTER_LINEAR
+// weights (output x samples source (x + ½)/2 − ½, borders replicated) → out, 2n pixels.
 template <int C>
-void upsample_row_2x_c(const float* r0, const float* r1, float w0, int n, float* v, float* out) {
-  const float w1 = 1.0f - w0;
-  for (int m = 0; m < n * C; ++m) v[m] = w0 * r0[m] + w1 * r1[m];
+void upsample_x_2x(const float* v, int n, float* out) {
   for (int k = 0; k < C; ++k) {
     out[k] = v[k];
     out[(2 * n - 1) * C + k] = v[(n - 1) * C + k];
@@ -113,21 +112,58 @@ void upsample_row_2x_c(const float* r0, const float* r1, float w0, int n, float*
   }
 }
 
+std::atomic<uint64_t> upsample_jobs{0};
+
+// Per worker: the last few source rows upsampled along x, tagged by (job, row). Rows of a stripe
+// come in order, so each source row is interpolated along x once per stripe (not once per output
+// row); 4 slots hold the two rows of two images used side by side (A and B).
+struct RowCache {
+  static constexpr int kSlots = 4;
+  uint64_t job[kSlots] = {0, 0, 0, 0};
+  int row[kSlots] = {-1, -1, -1, -1};
+  uint64_t used[kSlots] = {0, 0, 0, 0};
+  uint64_t clock = 0;
+  std::vector<float> buf[kSlots];
+};
+
 }  // namespace
 
-void upsample_row_2x(const cv::Mat& src, int y, float* out) {
-  CV_Assert(src.depth() == CV_32F && (src.channels() == 1 || src.channels() == 3));
-  // output row y samples source row y/2 − ¼: rows (y/2 − 1, y/2) weighted (¼, ¾) when y is even,
-  // (y/2, y/2 + 1) weighted (¾, ¼) when odd, clamped to the image; the same along x
-  const int i = y / 2, odd = y % 2;
-  const float* r0 = src.ptr<float>(odd ? i : std::max(i - 1, 0));
-  const float* r1 = src.ptr<float>(odd ? std::min(i + 1, src.rows - 1) : i);
-  thread_local std::vector<float> v_buf;  // per worker, reused
-  float* v = grow(v_buf, static_cast<size_t>(src.cols) * src.channels());
-  if (src.channels() == 3)
-    upsample_row_2x_c<3>(r0, r1, odd ? 0.75f : 0.25f, src.cols, v, out);
+Upsampler2x::Upsampler2x(const cv::Mat& src) : src_(src), job_(++upsample_jobs) {
+  CV_Assert(src.depth() == CV_32F && (src.channels() == 1 || src.channels() == 3) && src.cols > 1 && src.rows > 1);
+}
+
+const float* Upsampler2x::x_row(int i) const {
+  thread_local RowCache cache;
+  int victim = 0;
+  for (int s = 0; s < RowCache::kSlots; ++s) {
+    if (cache.job[s] == job_ && cache.row[s] == i) {
+      cache.used[s] = ++cache.clock;
+      return cache.buf[s].data();
+    }
+    if (cache.used[s] < cache.used[victim]) victim = s;
+  }
+  const int n = src_.cols, c = src_.channels();
+  float* out = grow(cache.buf[victim], static_cast<size_t>(2 * n * c));
+  if (c == 3)
+    upsample_x_2x<3>(src_.ptr<float>(i), n, out);
   else
-    upsample_row_2x_c<1>(r0, r1, odd ? 0.75f : 0.25f, src.cols, v, out);
+    upsample_x_2x<1>(src_.ptr<float>(i), n, out);
+  cache.job[victim] = job_;
+  cache.row[victim] = i;
+  cache.used[victim] = ++cache.clock;
+  return out;
+}
+
+void Upsampler2x::row(int y, float* out) const {
+  // output row y samples source row y/2 − ¼: rows (y/2 − 1, y/2) weighted (¼, ¾) when y is even,
+  // (y/2, y/2 + 1) weighted (¾, ¼) when odd, clamped to the image
+  const int i = y / 2, odd = y % 2;
+  const int i0 = odd ? i : std::max(i - 1, 0), i1 = odd ? std::min(i + 1, src_.rows - 1) : i;
+  const float w0 = odd ? 0.75f : 0.25f, w1 = 1.0f - w0;
+  const float* r0 = x_row(i0);
+  const float* r1 = x_row(i1);
+  const int n = 2 * src_.cols * src_.channels();
+  for (int m = 0; m < n; ++m) out[m] = w0 * r0[m] + w1 * r1[m];
 }
 
 namespace {
@@ -211,7 +247,11 @@ cv::Mat fast_guided_upsample(const cv::Mat& guide_low, const cv::Mat& p_low, con
   const int c = a.channels();
   const bool twice = a.cols * 2 == guide_full.cols && a.rows * 2 == guide_full.rows && a.cols > 1 && a.rows > 1;
   cv::Mat big_a, big_b, out(guide_full.size(), a.type());
-  if (!twice) {
+  std::optional<Upsampler2x> up_a, up_b;
+  if (twice) {
+    up_a.emplace(a);
+    up_b.emplace(b);
+  } else {
     cv::resize(a, big_a, guide_full.size(), 0, 0, cv::INTER_LINEAR);
     cv::resize(b, big_b, guide_full.size(), 0, 0, cv::INTER_LINEAR);
   }
@@ -221,8 +261,8 @@ cv::Mat fast_guided_upsample(const cv::Mat& guide_low, const cv::Mat& p_low, con
       thread_local std::vector<float> ra, rb;
       float* ua = grow(ra, static_cast<size_t>(out.cols) * c);
       float* ub = grow(rb, static_cast<size_t>(out.cols) * c);
-      upsample_row_2x(a, y, ua);
-      upsample_row_2x(b, y, ub);
+      up_a->row(y, ua);
+      up_b->row(y, ub);
       pa = ua;
       pb = ub;
     } else {
@@ -231,8 +271,13 @@ cv::Mat fast_guided_upsample(const cv::Mat& guide_low, const cv::Mat& p_low, con
     }
     const float* g = guide_full.ptr<float>(y);
     float* o = out.ptr<float>(y);
-    for (int x = 0; x < out.cols; ++x)
-      for (int j = 0; j < c; ++j) o[x * c + j] = pa[x * c + j] * g[x] + pb[x * c + j];
+    if (c == 3) {  // the usual case, unrolled
+      for (int x = 0; x < out.cols; ++x, o += 3, pa += 3, pb += 3)
+        for (int j = 0; j < 3; ++j) o[j] = pa[j] * g[x] + pb[j];
+    } else {
+      for (int x = 0; x < out.cols; ++x)
+        for (int j = 0; j < c; ++j) o[x * c + j] = pa[x * c + j] * g[x] + pb[x * c + j];
+    }
   });
   return out;
 }

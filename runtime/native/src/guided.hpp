@@ -5,6 +5,7 @@
 
 #include <opencv2/core.hpp>
 #include <opencv2/core/utility.hpp>
+#include <cstdint>
 #include <vector>
 
 namespace tvn {
@@ -36,9 +37,21 @@ void guided_coefficients(const cv::Mat& guide, const cv::Mat& p, int r, const cv
 cv::Mat fast_guided_upsample(const cv::Mat& guide_low, const cv::Mat& p_low, const cv::Mat& guide_full, int r,
                              double eps);
 
-/// Row y of src (CV_32FC1 or CV_32FC3) upsampled 2× in both directions with cv::resize's INTER_LINEAR
-/// weights (output x samples source (x + ½)/2 − ½, borders replicated) → out, 2·cols·c floats.
-void upsample_row_2x(const cv::Mat& src, int y, float* out);
+/// src (CV_32FC1 or CV_32FC3, at least 2×2) upsampled 2× in both directions with cv::resize's
+/// INTER_LINEAR weights, one output row at a time and from any of for_rows' workers — never as a
+/// whole image. Along x each source row is interpolated once per worker (kept for the next output
+/// rows), then rows are blended. Valid while src is.
+class Upsampler2x {
+ public:
+  explicit Upsampler2x(const cv::Mat& src);
+  /// Output row y (0 ≤ y < 2·rows) → out, 2·cols·channels floats.
+  void row(int y, float* out) const;
+
+ private:
+  const float* x_row(int i) const;
+  const cv::Mat& src_;
+  uint64_t job_;
+};
 
 /// cv::merge of n copies of a one-channel image.
 cv::Mat replicate(const cv::Mat& x, int n);

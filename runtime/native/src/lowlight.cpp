@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <opencv2/imgproc.hpp>
+#include <optional>
 #include <vector>
 
 #include "common.hpp"
@@ -137,7 +138,11 @@ cv::Mat apply_coefficients_u8(const cv::Mat& a, const cv::Mat& b, const cv::Mat&
   cv::Mat bs, big_a, big_b;
   cv::multiply(b, cv::Scalar::all(scale), bs);  // at low resolution: cheaper than scaling big_b
   const bool half = a.cols * 2 == grey.cols && a.rows * 2 == grey.rows && a.cols > 1 && a.rows > 1;
-  if (!half) {
+  std::optional<Upsampler2x> up_a, up_b;
+  if (half) {
+    up_a.emplace(a);
+    up_b.emplace(bs);
+  } else {
     cv::resize(a, big_a, grey.size(), 0, 0, cv::INTER_LINEAR);
     cv::resize(bs, big_b, grey.size(), 0, 0, cv::INTER_LINEAR);
   }
@@ -149,8 +154,8 @@ cv::Mat apply_coefficients_u8(const cv::Mat& a, const cv::Mat& b, const cv::Mat&
       thread_local std::vector<float> va, vb;  // per worker, reused
       float* ua = grow(va, static_cast<size_t>(grey.cols) * 3);
       float* ub = grow(vb, static_cast<size_t>(grey.cols) * 3);
-      upsample_row_2x(a, y, ua);
-      upsample_row_2x(bs, y, ub);
+      up_a->row(y, ua);
+      up_b->row(y, ub);
       pa = ua;
       pb = ub;
     } else {

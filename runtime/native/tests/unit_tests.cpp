@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <string>
 #include <unistd.h>
+#include <vector>
 
 #include "common.hpp"
 #include "graph_info.hpp"
@@ -125,6 +126,61 @@ void test_numerics() {
   CHECK(cell.size() == cv::Size(111, 111) && cell.at<cv::Vec3b>(50, 50) == cv::Vec3b(10, 20, 30));
 }
 
+// The guided filter written the plain way, with cv::boxFilter (runtime/guided.py's formulas).
+void reference_guided(const cv::Mat& guide, const cv::Mat& p, int r, double eps, cv::Mat& a, cv::Mat& b) {
+  std::vector<cv::Mat> ps, as, bs;
+  cv::split(p, ps);
+  const cv::Mat mi = tvn::box(guide, r), var = tvn::box(guide.mul(guide), r) - mi.mul(mi) + eps;
+  for (const cv::Mat& pc : ps) {
+    const cv::Mat mp = tvn::box(pc, r);
+    const cv::Mat ac = (tvn::box(guide.mul(pc), r) - mi.mul(mp)) / var;
+    as.push_back(tvn::box(ac, r));
+    bs.push_back(tvn::box(mp - ac.mul(mi), r));
+  }
+  cv::merge(as, a);
+  cv::merge(bs, b);
+}
+
+// The fast paths (fused box sums, rows over OpenCV's workers, the row-by-row 2× upsample) against
+// the plain OpenCV calls they replace.
+void test_fast_paths() {
+  cv::RNG rng(7);
+  for (const cv::Size size : {cv::Size(2, 2), cv::Size(5, 3), cv::Size(33, 17), cv::Size(160, 120)})
+    for (const int c : {1, 3}) {
+      cv::Mat src(size, CV_32FC(c));
+      rng.fill(src, cv::RNG::UNIFORM, -1.0, 2.0);
+      cv::Mat want, got(size.height * 2, size.width * 2, src.type());
+      cv::resize(src, want, got.size(), 0, 0, cv::INTER_LINEAR);
+      const tvn::Upsampler2x up(src);
+      tvn::for_rows(got.rows, [&](int y) { up.row(y, got.ptr<float>(y)); });
+      CHECK(cv::norm(got, want, cv::NORM_INF) < 1e-5);
+      for (int y = got.rows - 1; y >= 0; y -= 3) up.row(y, got.ptr<float>(y));  // out of order: the row cache
+      CHECK(cv::norm(got, want, cv::NORM_INF) < 1e-5);
+    }
+  for (const int r : {1, 2, 4, 5})  // 5: the generic (not unrolled) sum
+    for (const int c : {1, 3}) {
+      cv::Mat guide(37, 53, CV_32F), p(37, 53, CV_32FC(c)), a, b, ra, rb;
+      rng.fill(guide, cv::RNG::UNIFORM, 0.0, 1.0);
+      rng.fill(p, cv::RNG::UNIFORM, 0.0, 1.0);
+      tvn::guided_coefficients(guide, p, r, cv::Mat(), 1e-2, a, b);
+      reference_guided(guide, p, r, 1e-2, ra, rb);
+      CHECK(cv::norm(a, ra, cv::NORM_INF) < 1e-4 && cv::norm(b, rb, cv::NORM_INF) < 1e-4);
+    }
+  // fast_guided_upsample: the exact-2× path and the general one both equal resize + A·I + B
+  for (const cv::Size full : {cv::Size(64, 48), cv::Size(61, 47)}) {
+    cv::Mat low(24, 32, CV_32F), p(24, 32, CV_32FC3), hi(full, CV_32F), a, b, up_a, up_b;
+    rng.fill(low, cv::RNG::UNIFORM, 0.0, 1.0);
+    rng.fill(p, cv::RNG::UNIFORM, 0.5, 3.0);
+    rng.fill(hi, cv::RNG::UNIFORM, 0.0, 1.0);
+    const cv::Mat got = tvn::fast_guided_upsample(low, p, hi, 3, 1e-3);
+    tvn::guided_coefficients(low, p, 3, cv::Mat(), 1e-3, a, b);
+    cv::resize(a, up_a, full, 0, 0, cv::INTER_LINEAR);
+    cv::resize(b, up_b, full, 0, 0, cv::INTER_LINEAR);
+    const cv::Mat want = up_a.mul(tvn::replicate(hi, 3)) + up_b;
+    CHECK(got.size() == full && cv::norm(got, want, cv::NORM_INF) < 1e-4);
+  }
+}
+
 void test_atomic_write() {
   const std::string d = temp_dir();
   tvn::write_atomic(d + "/s.json", "{}\n");
@@ -148,6 +204,7 @@ int main() {
   test_sources();
   test_tiles_and_options();
   test_numerics();
+  test_fast_paths();
   test_atomic_write();
   if (failures) {
     std::cerr << failures << " check(s) failed\n";

@@ -1,14 +1,18 @@
-// TensorRT 10.x backend: IRuntime → ICudaEngine → IExecutionContext, named I/O tensors
-// (getIOTensorName / setInputShape / setTensorAddress) and enqueueV3 on one CUDA stream.
-// Built only with TASKVEC_WITH_TENSORRT. Before TensorRT sees the bytes, the engine sidecar's
-// TensorRT version and GPU are compared with the running ones (export/trt.py check_engine_file
-// makes the same check in Python); a failed deserialization is reported in one line.
-#include <NvInfer.h>
+// TensorRT 10.x/11.x backend, on the runtime API of NvInferRuntime.h: IRuntime → ICudaEngine →
+// IExecutionContext, named I/O tensors (getIOTensorName / setInputShape / setTensorAddress) and
+// enqueueV3 on one CUDA stream. Built only with TASKVEC_WITH_TENSORRT. Before TensorRT sees the
+// bytes, the engine sidecar's TensorRT version and GPU are compared with the running ones
+// (export/trt.py check_engine_file makes the same check in Python), and the engine's I/O must be
+// the sidecar's uint8 [N,H,W,3] tensors; a failed deserialization is reported in one line.
+#include <NvInferRuntime.h>  // the runtime API only: this backend deserializes engines, it never builds one
 #include <cuda_runtime_api.h>
 
 #include <cctype>
 #include <fstream>
 #include <iterator>
+#include <mutex>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "backend.hpp"
@@ -17,13 +21,28 @@
 namespace tvn {
 namespace {
 
+// ILogger's contract: TensorRT may call log() from several threads, so the kept message is locked.
 class Logger final : public nvinfer1::ILogger {
  public:
   void log(Severity severity, const char* msg) noexcept override {
-    if (severity <= Severity::kERROR) last = msg;
+    if (severity > Severity::kERROR) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    last_ = msg;
   }
-  std::string last;
+  std::string last() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return last_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::string last_;
 };
+
+// A [N,H,W,3] uint8 engine tensor for cells of HxW (N, the dynamic batch, may read -1).
+bool is_cell_tensor(nvinfer1::DataType type, const nvinfer1::Dims& d, int height, int width) {
+  return type == nvinfer1::DataType::kUINT8 && d.nbDims == 4 && d.d[1] == height && d.d[2] == width && d.d[3] == 3;
+}
 
 std::string slug(const std::string& text) {  // export/trt.py slug(): "NVIDIA H100 80GB" → "nvidia-h100-80gb"
   std::string out;
@@ -56,9 +75,11 @@ class TrtBackend final : public Backend {
  public:
   explicit TrtBackend(GraphInfo info) {
     info_ = std::move(info);
-    const int lib = getInferLibVersion();  // e.g. 100300 = 10.3.0
-    const std::string running = std::to_string(lib / 10000) + "." + std::to_string(lib / 100 % 100) + "." +
-                                std::to_string(lib % 100);
+    // the loaded libnvinfer's own version, part by part (declared in NvInferRuntime.h of 10.x and 11.x alike;
+    // the packed getInferLibVersion() integer is not relied on)
+    const std::string running = std::to_string(getInferLibMajorVersion()) + "." +
+                                std::to_string(getInferLibMinorVersion()) + "." +
+                                std::to_string(getInferLibPatchVersion());
     if (major_minor_patch(info_.trt_version) != running)
       throw UserError(info_.path + " was built with TensorRT " + info_.trt_version + ", this is TensorRT " + running +
                       "; rebuild it (tvexport --engine)");
@@ -77,17 +98,21 @@ class TrtBackend final : public Backend {
     engine_.reset(runtime_->deserializeCudaEngine(blob.data(), blob.size()));
     if (!engine_)
       throw UserError(info_.path + ": TensorRT cannot load this engine (" +
-                      UserError::one_line(logger_.last.empty() ? "deserialization failed" : logger_.last.substr(0, 200)) + ")");
+                      UserError::one_line(logger_.last().empty() ? "deserialization failed" : logger_.last().substr(0, 200)) + ")");
     bool in_ok = false, out_ok = false;
     for (int i = 0; i < engine_->getNbIOTensors(); ++i) {
       const std::string n = engine_->getIOTensorName(i);
       const bool input = engine_->getTensorIOMode(n.c_str()) == nvinfer1::TensorIOMode::kINPUT;
-      in_ok |= input && n == info_.io.input_name;
-      out_ok |= !input && n == info_.io.output_name;
+      // the buffers below hold N*H*W*3 bytes each way, so the engine must agree on the type and shape too
+      const bool cells = is_cell_tensor(engine_->getTensorDataType(n.c_str()), engine_->getTensorShape(n.c_str()),
+                                        cell_height(), cell_width());
+      in_ok |= input && cells && n == info_.io.input_name;
+      out_ok |= !input && cells && n == info_.io.output_name;
     }
     if (!in_ok || !out_ok)
       throw UserError(info_.path + ": engine I/O does not match its IO spec (" + info_.io.input_name + " → " +
-                      info_.io.output_name + "); rebuild it with tvexport --engine");
+                      info_.io.output_name + ", uint8 [N," + std::to_string(cell_height()) + "," +
+                      std::to_string(cell_width()) + ",3]); rebuild it with tvexport --engine");
     context_.reset(engine_->createExecutionContext());
     if (!context_) throw UserError(info_.path + ": TensorRT could not create an execution context");
     cuda_check(cudaStreamCreate(&stream_), "cudaStreamCreate");
@@ -121,8 +146,12 @@ class TrtBackend final : public Backend {
       dims.d[3] = 3;
       if (!context_->setInputShape(info_.io.input_name.c_str(), dims))
         throw RunError(info_.path + ": batch " + std::to_string(n) + " is outside the engine's optimisation profile");
-      context_->setTensorAddress(info_.io.input_name.c_str(), d_in_);
-      context_->setTensorAddress(info_.io.output_name.c_str(), d_out_);
+      const nvinfer1::Dims out_dims = context_->getTensorShape(info_.io.output_name.c_str());
+      if (out_dims.nbDims != 4 || out_dims.d[0] != n)
+        throw RunError(info_.path + ": the engine's output is not one cell per input cell at batch " + std::to_string(n));
+      if (!context_->setTensorAddress(info_.io.input_name.c_str(), d_in_) ||
+          !context_->setTensorAddress(info_.io.output_name.c_str(), d_out_))
+        throw RunError(info_.path + ": TensorRT refused the I/O buffers");
       batch_ = n;
     }
     cv::Mat out(cells.rows, cells.cols, CV_8UC3);

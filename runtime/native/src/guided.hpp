@@ -1,6 +1,8 @@
 // Box-filter guided filter (He, Sun & Tang) and its fast "coefficients at low resolution"
-// form — a line-by-line port of runtime/guided.py (same OpenCV calls, same border modes).
-// Images are CV_32F; the guide is one channel, the filtered input 1 or 3 channels.
+// form — runtime/guided.py's formulas and border modes (BORDER_REFLECT boxes, INTER_LINEAR
+// upsampling), computed with fused, row-parallel loops instead of one OpenCV call per term
+// (tests/unit_tests.cpp checks them against those calls). Images are CV_32F; the guide is one
+// channel, the filtered input 1 or 3 channels.
 #pragma once
 
 #include <opencv2/core.hpp>

@@ -1,5 +1,5 @@
-// The low-light transfer (runtime/lowlight.py, ported line by line): how the graph's answer
-// cell becomes a full-resolution frame. Frames here are CV_32FC3 BGR in [0,1]; cells CV_8UC3.
+// The low-light transfer (runtime/lowlight.py, ported step by step; the per-pixel passes fused
+// and split over rows): how the graph's answer cell becomes a full-resolution frame. Frames here are CV_32FC3 BGR in [0,1]; cells CV_8UC3.
 #pragma once
 
 #include <opencv2/core.hpp>

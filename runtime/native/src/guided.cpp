@@ -250,35 +250,32 @@ void guided_coefficients(const cv::Mat& guide, const cv::Mat& p, int r, const cv
     guided_coefficients_c<1>(guide, p, r, eps_map, eps, a, b);
 }
 
+UpsampledRows::UpsampledRows(const cv::Mat& src, cv::Size size)
+    : row_len_(static_cast<size_t>(size.width) * static_cast<size_t>(src.channels())) {
+  if (src.cols * 2 == size.width && src.rows * 2 == size.height && src.cols > 1 && src.rows > 1)
+    twice_.emplace(src);
+  else
+    cv::resize(src, full_, size, 0, 0, cv::INTER_LINEAR);
+}
+
+const float* UpsampledRows::row(int y, std::vector<float>& scratch) const {
+  if (!twice_) return full_.ptr<float>(y);
+  float* out = grow(scratch, row_len_);
+  twice_->row(y, out);
+  return out;
+}
+
 cv::Mat fast_guided_upsample(const cv::Mat& guide_low, const cv::Mat& p_low, const cv::Mat& guide_full, int r,
                              double eps) {
   cv::Mat a, b;
   guided_coefficients(guide_low, p_low, r, cv::Mat(), eps, a, b);
   const int c = a.channels();
-  const bool twice = a.cols * 2 == guide_full.cols && a.rows * 2 == guide_full.rows && a.cols > 1 && a.rows > 1;
-  cv::Mat big_a, big_b, out(guide_full.size(), a.type());
-  std::optional<Upsampler2x> up_a, up_b;
-  if (twice) {
-    up_a.emplace(a);
-    up_b.emplace(b);
-  } else {
-    cv::resize(a, big_a, guide_full.size(), 0, 0, cv::INTER_LINEAR);
-    cv::resize(b, big_b, guide_full.size(), 0, 0, cv::INTER_LINEAR);
-  }
+  const UpsampledRows up_a(a, guide_full.size()), up_b(b, guide_full.size());
+  cv::Mat out(guide_full.size(), a.type());
   for_rows(out.rows, [&](int y) {  // up(A)·I + up(B), I repeated over the channels
-    const float *pa, *pb;
-    if (twice) {  // the 2× upsample row by row, no full-size A and B
-      thread_local std::vector<float> ra, rb;
-      float* ua = grow(ra, static_cast<size_t>(out.cols) * c);
-      float* ub = grow(rb, static_cast<size_t>(out.cols) * c);
-      up_a->row(y, ua);
-      up_b->row(y, ub);
-      pa = ua;
-      pb = ub;
-    } else {
-      pa = big_a.ptr<float>(y);
-      pb = big_b.ptr<float>(y);
-    }
+    thread_local std::vector<float> ra, rb;
+    const float* pa = up_a.row(y, ra);
+    const float* pb = up_b.row(y, rb);
     const float* g = guide_full.ptr<float>(y);
     float* o = out.ptr<float>(y);
     if (c == 3) {  // the usual case, unrolled

@@ -8,6 +8,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/core/utility.hpp>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 namespace tvn {
@@ -53,6 +54,21 @@ class Upsampler2x {
   const float* x_row(int i) const;
   const cv::Mat& src_;
   uint64_t job_;
+};
+
+/// src (CV_32F, 1 or 3 channels) resized to `size` with INTER_LINEAR, read one row at a time
+/// (from any of for_rows' workers): at exactly 2× through Upsampler2x, with no full-size image,
+/// otherwise from one cv::resize. Valid while src is.
+class UpsampledRows {
+ public:
+  UpsampledRows(const cv::Mat& src, cv::Size size);
+  /// Row y (size.width·channels floats): into the resized image, or into scratch (grown as needed).
+  const float* row(int y, std::vector<float>& scratch) const;
+
+ private:
+  std::optional<Upsampler2x> twice_;
+  cv::Mat full_;
+  size_t row_len_;
 };
 
 /// cv::merge of n copies of a one-channel image.

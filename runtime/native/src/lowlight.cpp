@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <opencv2/imgproc.hpp>
-#include <optional>
 #include <vector>
 
 #include "common.hpp"
@@ -132,39 +131,20 @@ void denoise_coefficients(const cv::Mat& frame, double noise_var, const cv::Mat&
 }
 
 // scale·(up(A)·grey + up(B)) at grey's resolution, bilinear up, saturated to uint8 (runtime/lowlight.py
-// apply_coefficients with dtype CV_8U). At exactly half resolution the upsampled rows are made on
-// the fly, one output row at a time, instead of two full-resolution float images.
+// apply_coefficients with dtype CV_8U), one output row at a time (UpsampledRows: at exactly half
+// resolution no full-resolution float image is made).
 cv::Mat apply_coefficients_u8(const cv::Mat& a, const cv::Mat& b, const cv::Mat& grey, double scale) {
-  cv::Mat bs, big_a, big_b;
-  cv::multiply(b, cv::Scalar::all(scale), bs);  // at low resolution: cheaper than scaling big_b
-  const bool half = a.cols * 2 == grey.cols && a.rows * 2 == grey.rows && a.cols > 1 && a.rows > 1;
-  std::optional<Upsampler2x> up_a, up_b;
-  if (half) {
-    up_a.emplace(a);
-    up_b.emplace(bs);
-  } else {
-    cv::resize(a, big_a, grey.size(), 0, 0, cv::INTER_LINEAR);
-    cv::resize(bs, big_b, grey.size(), 0, 0, cv::INTER_LINEAR);
-  }
+  cv::Mat bs;
+  cv::multiply(b, cv::Scalar::all(scale), bs);  // at low resolution: cheaper than scaling up(B)
+  const UpsampledRows up_a(a, grey.size()), up_b(bs, grey.size());
   cv::Mat out(grey.size(), CV_8UC3);
   const float sc = static_cast<float>(scale);
   for_rows(grey.rows, [&](int y) {
-    const float *pa, *pb;
-    if (half) {
-      thread_local std::vector<float> va, vb;  // per worker, reused
-      float* ua = grow(va, static_cast<size_t>(grey.cols) * 3);
-      float* ub = grow(vb, static_cast<size_t>(grey.cols) * 3);
-      up_a->row(y, ua);
-      up_b->row(y, ub);
-      pa = ua;
-      pb = ub;
-    } else {
-      pa = big_a.ptr<float>(y);
-      pb = big_b.ptr<float>(y);
-    }
+    thread_local std::vector<float> va, vb, row_buf;  // per worker, reused
+    const float* pa = up_a.row(y, va);
+    const float* pb = up_b.row(y, vb);
     const float* g = grey.ptr<float>(y);
-    thread_local std::vector<float> row_buf;  // per worker: the float row, then one SIMD convert
-    float* row = grow(row_buf, static_cast<size_t>(grey.cols) * 3);
+    float* row = grow(row_buf, static_cast<size_t>(grey.cols) * 3);  // the float row, then one SIMD convert
     for (int x = 0; x < grey.cols; ++x, pa += 3, pb += 3) {
       const float gs = g[x] * sc;
       for (int c = 0; c < 3; ++c) row[3 * x + c] = pa[c] * gs + pb[c];

@@ -90,10 +90,6 @@ void box_multi(const float* src, float* dst, int rows, int cols, int k, int r) {
   });
 }
 
-}  // namespace
-
-namespace {
-
 // One source row (n pixels of C channels) upsampled 2× along x with cv::resize's INTER_LINEAR
 // weights (output x samples source (x + ½)/2 − ½, borders replicated) → out, 2n pixels. The
 // two blends between neighbours run as flat loops that vectorise (e = ¾·v + ¼·next, f = ¼·v +

@@ -191,9 +191,10 @@ def _make_runner(backend: str, name: str, precision: str, batch: int, cfg: Bench
             onnx = half
         return ort_runner(onnx, batch)
     if backend == "torch":
-        from runtime.backends import cuda_available
+        import torch
 
-        return torch_runner(modules[name], batch, EXPORTS[name][2], "cuda" if cuda_available() else "cpu",
+        # torch's own answer: a CPU build of torch on a GPU machine still runs on the CPU
+        return torch_runner(modules[name], batch, EXPORTS[name][2], "cuda" if torch.cuda.is_available() else "cpu",
                             fp16=precision == "fp16", cuda_graphs=cfg.cuda_graphs)
     key = (name, precision)
     if key not in engines:

@@ -115,10 +115,7 @@ def compare_with_torch(
 
 
 def file_sha256(path: str | Path) -> str:
-    import hashlib
+    """sha256 hex digest of a file's bytes (the runtime's :func:`runtime.cache.file_digest`)."""
+    from runtime.cache import file_digest
 
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path)

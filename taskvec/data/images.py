@@ -161,7 +161,7 @@ def voc_colormap() -> np.ndarray:
 def read_label_png(path: str | Path) -> np.ndarray:
     """Class index per pixel [H,W] uint8 from a palette PNG, a grey label PNG, or a
     colour-coded RGB PNG in the VOC palette (unknown colours → 0)."""
-    from PIL import Image  # Pillow ships with scikit-image
+    from PIL import Image
 
     try:
         with Image.open(path) as im:

@@ -55,12 +55,13 @@ def graph_props(src) -> dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def read_props(src) -> GraphMetadata | None:
-    """The graph's :class:`GraphMetadata`, None when it has none (not written by tvexport)."""
+def read_props(src, name: str | None = None) -> GraphMetadata | None:
+    """The graph's :class:`GraphMetadata`, None when it has none (not written by tvexport);
+    ``name`` (the file) for the message when ``src`` is an already loaded model."""
     try:
         return GraphMetadata.from_props(graph_props(src))
     except (ValueError, TypeError):
-        raise UserError(f"{src}: unreadable taskvec metadata in the graph; re-export it with tvexport") from None
+        raise UserError(f"{name or src}: unreadable taskvec metadata in the graph; re-export it with tvexport") from None
 
 
 def read_sidecar(onnx_path: PathLike) -> dict[str, Any]:
@@ -152,7 +153,11 @@ def load_graph_metadata(path: PathLike, request: GraphRequest | None = None, *, 
     path = Path(path)
     if not path.is_file():
         raise UserError(f"ONNX graph {path} does not exist")
-    meta = read_props(path)
+    try:  # parsed once: the metadata now, external weights (if any) only after the checks below
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 — any parse failure is a bad file
+        raise UserError(f"{path}: not a readable ONNX file ({type(e).__name__})") from None
+    meta = read_props(model, str(path))
     want = request or GraphRequest()
     if meta is None:
         hint = f"`tvexport --task {want.task}`" if want.task else "tvexport"
@@ -174,7 +179,10 @@ def load_graph_metadata(path: PathLike, request: GraphRequest | None = None, *, 
 
         if digest != file_sha256(path):
             raise UserError(f"{path}: the graph changed after export (its digest does not match {sidecar_path(path).name})")
-    model = onnx.load(str(path), load_external_data=weights)
+    if weights:
+        from onnx.external_data_helper import load_external_data_for_model
+
+        load_external_data_for_model(model, str(path.parent))  # a no-op when the weights are inline
     check_graph_io(model, meta, str(path))
     if meta.graph == "task" or meta.baked:
         found = {b for b, c in patch_node_counts(model).items() if c.get("Mul") == 1 and c.get("Add") == 1}

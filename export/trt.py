@@ -248,6 +248,11 @@ def check_engine_file(path: str | Path, trt_version: str | None = None, gpu: str
     """Everything :func:`load_engine` checks before TensorRT sees the bytes: the name, the
     sidecar, the checksum, and the TensorRT version and GPU (the running ones unless
     given). Returns the sidecar. One-line UserError on any mismatch."""
+    return _checked_engine(path, trt_version, gpu)[0]
+
+
+def _checked_engine(path: str | Path, trt_version: str | None, gpu: str | None) -> tuple[dict[str, Any], bytes]:
+    """:func:`check_engine_file` → (sidecar, the engine's bytes it checksummed)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"engine {path} does not exist")
@@ -268,19 +273,26 @@ def check_engine_file(path: str | Path, trt_version: str | None = None, gpu: str
         raise UserError(f"{path.name} was built with TensorRT {named['version']}, this is TensorRT {trt_version}; rebuild it")
     if gpu is not None and slug(gpu) != named["gpu"]:
         raise UserError(f"{path.name} was built for {info.get('gpu', named['gpu'])}, this GPU is {gpu}; rebuild it")
-    return info
+    return info, data
 
 
 def load_engine(path: str | Path):
     """Deserialize an engine after :func:`check_engine_file` against the running TensorRT
     and GPU → ``trt.ICudaEngine``. One-line UserError if it cannot be used."""
     trt = tensorrt_module()
-    check_engine_file(path, trt.__version__, gpu_name())
+    _, data = _checked_engine(path, trt.__version__, gpu_name())
+    return deserialize_engine(data, Path(path).name)
+
+
+def deserialize_engine(data: bytes, name: str):
+    """``trt.ICudaEngine`` from engine bytes already checked (:func:`check_engine_file`);
+    one-line UserError naming ``name`` if TensorRT cannot load them."""
+    trt = tensorrt_module()
     logger = _Logger(trt)
     runtime = trt.Runtime(logger)
-    engine = runtime.deserialize_cuda_engine(Path(path).read_bytes())
+    engine = runtime.deserialize_cuda_engine(data)
     if engine is None:
         msg = logger.messages[-1] if logger.messages else "deserialization failed"
-        raise UserError(f"{Path(path).name}: TensorRT cannot load this engine ({' '.join(msg.split())[:200]})")
+        raise UserError(f"{name}: TensorRT cannot load this engine ({' '.join(msg.split())[:200]})")
     _KEEP_ALIVE.append(runtime)
     return engine

@@ -52,11 +52,12 @@ class TrtSession:
              cuda: CudaRuntime | None = None) -> "TrtSession":
         """Check and deserialize the engine at ``path`` (one-line UserError on any mismatch)."""
         from export.metadata import load_engine_metadata
-        from export.trt import gpu_name, load_engine, tensorrt_module
+        from export.trt import deserialize_engine, gpu_name, tensorrt_module
 
         trt = tensorrt_module()
-        meta, _ = load_engine_metadata(path, request, trt.__version__, gpu_name())
-        return cls(load_engine(path), trt, cuda or CudaRuntime(), Path(path).name, meta)
+        meta, _ = load_engine_metadata(path, request, trt.__version__, gpu_name())  # every check, the checksum once
+        name = Path(path).name
+        return cls(deserialize_engine(Path(path).read_bytes(), name), trt, cuda or CudaRuntime(), name, meta)
 
     # ------------------------------------------------------------------ tensors
     def dtype(self, name: str) -> np.dtype:

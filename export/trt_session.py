@@ -41,6 +41,7 @@ class TrtSession:
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         self.inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self._dtypes = {n: np.dtype(trt.nptype(engine.get_tensor_dtype(n))) for n in names}  # looked up once
         self.stream = cuda.stream()
         self.shapes: dict[str, tuple[int, ...]] = {}
         self._buffers: dict[str, tuple[int, int]] = {}  # name → (device address, bytes)
@@ -61,7 +62,7 @@ class TrtSession:
 
     # ------------------------------------------------------------------ tensors
     def dtype(self, name: str) -> np.dtype:
-        return np.dtype(self.trt.nptype(self.engine.get_tensor_dtype(name)))
+        return self._dtypes[name]
 
     def check_io(self, meta: GraphMetadata) -> None:
         """The engine's tensors against the graph's metadata: input names, the output, uint8 images."""

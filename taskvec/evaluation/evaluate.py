@@ -98,7 +98,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
 
 def resolve_methods(
     task: str, model: MaeVQGAN, taskvec_file: str | None, cma_file: str | None, grs_file: str | None,
-    train_images: str | None = "packaged:train", skip_baselines: bool = False,
+    train_images: str | None = "packaged:train", skip_baselines: bool = False, fingerprint: str | None = None,
 ) -> dict[str, TaskVector | None]:  # fmt: skip
     """Every row's vector: files where given, the shipped task vector, CMA/GRS searched now
     otherwise (left out with ``skip_baselines``). ``train_images`` None: packaged:train, or
@@ -119,8 +119,8 @@ def resolve_methods(
             searched[method] = run_search(model, means, pool, method)[1]
     for method, f in (("cma", cma_file), ("grs", grs_file)):
         if f or method in searched:
-            methods[method] = load_taskvector(task, model, f) if f else searched[method]
-    methods["task-vector"] = load_taskvector(task, model, taskvec_file)
+            methods[method] = load_taskvector(task, model, f, fingerprint=fingerprint) if f else searched[method]
+    methods["task-vector"] = load_taskvector(task, model, taskvec_file, fingerprint=fingerprint)
     return methods
 
 
@@ -128,13 +128,13 @@ def run_evaluate(task: str, images: str, model_spec: str, taskvec_file: str | No
                  grs_file: str | None, n: int = 96, seed: int = 1, train_images: str | None = "packaged:train",
                  skip_baselines: bool = False) -> dict:  # fmt: skip
     """The ``taskvec evaluate`` command as a function (a pairs task: on its val pairs by default)."""
-    from taskvec.model.checkpoint import load_model
+    from taskvec.model.checkpoint import load_model_ref
 
     task = get_task(task).name
     images = images_or_default(task, images, "val")
-    model = load_model(model_spec)
+    model, _, fp = load_model_ref(model_spec)
     held_out = load_image_set(images, task, n=n, seed=seed)
-    methods = resolve_methods(task, model, taskvec_file, cma_file, grs_file, train_images, skip_baselines)
+    methods = resolve_methods(task, model, taskvec_file, cma_file, grs_file, train_images, skip_baselines, fp)
     return evaluate(task, held_out, model, methods, seed)
 
 

@@ -101,7 +101,8 @@ class RunningMeans:
             out[bid] = (s / c).float()
         return out
 
-    def check_model(self, model: MaeVQGAN) -> None:
+    def check_model(self, model: MaeVQGAN) -> str:
+        """UserError unless these means were collected with ``model``'s weights; → its fingerprint."""
         from taskvec.model.checkpoint import model_fingerprint
 
         fp = model_fingerprint(model)
@@ -109,6 +110,7 @@ class RunningMeans:
             raise UserError(
                 f"means were collected with model {str(self.info.get('model_fingerprint'))[:16]}…, not {fp[:16]}…"
             )
+        return fp
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | Path) -> None:

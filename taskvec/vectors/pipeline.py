@@ -106,14 +106,14 @@ def run_search_cli(task: str, images: str, out: str, method: str, granularity: s
                    means_file: str | None, n_means: int, reward: str, model_spec: str, pool_size: int,
                    variant: str = "paper", dist: Dist | None = None, **overrides) -> TaskVector:  # fmt: skip
     """``taskvec search``: on every rank the same search (objective calls sharded); rank 0 writes."""
-    from taskvec.model.checkpoint import load_model
+    from taskvec.model.checkpoint import load_model_ref
     from taskvec.search.driver import run_search, save_search
 
     dist = dist or Dist()
     with dist.together():
         task = get_task(task).name
         images = images_or_default(task, images, "all")
-        model = load_model(model_spec, device=dist.device)
+        model, _, model_fp = load_model_ref(model_spec, device=dist.device)
         pool = load_image_set(images, task, n=pool_size, seed=POOL_SEED)
         means = means_for(model, task, pool, means_file, n_means, variant=variant) if means_file else None
     # a pairs task's means come from its train pairs only (its validation pairs stay unseen)
@@ -122,7 +122,7 @@ def run_search_cli(task: str, images: str, out: str, method: str, granularity: s
         means = means_for(model, task, means_pool, None, n_means, variant=variant, dist=dist, progress=dist.is_main)
     dist.agree("search", {"task": task, "method": method, "granularity": granularity, "steps": steps, "seed": seed,
                           "reward": reward, "variant": variant, "images": pool.source, "pool": pool_digest(pool),
-                          "model": model_fingerprint(model), "means": {k: means.info.get(k) for k in
+                          "model": model_fp, "means": {k: means.info.get(k) for k in
                           ("n_seen", "seed", "batch", "model_fingerprint")}, **overrides})  # fmt: skip
     result, tv = run_search(model, means, pool, method, granularity, reward, seed, steps, variant=variant,
                             progress=dist.is_main, dist=dist, **overrides)  # fmt: skip

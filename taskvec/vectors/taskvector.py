@@ -192,9 +192,7 @@ def make_taskvector(model: MaeVQGAN, means: "RunningMeans", sites: list[Site], s
     """Task vector patching the sites where ``selection`` [S] is 1 with ``means``.
 
     ``meta`` may name ``method`` and ``granularity``; the rest goes to ``meta``."""
-    from taskvec.model.checkpoint import model_fingerprint
-
-    means.check_model(model)
+    fp = means.check_model(model)  # the weights hashed once
     sel = selection.reshape(-1).float()
     if sel.numel() != len(sites):
         raise ValueError(f"selection has {sel.numel()} entries for {len(sites)} sites")
@@ -206,7 +204,7 @@ def make_taskvector(model: MaeVQGAN, means: "RunningMeans", sites: list[Site], s
     meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
     meta.setdefault("means", {k: means.info.get(k) for k in ("n_seen", "images", "variant", "seed")})
     return TaskVector(
-        task=means.task, model_name=model.cfg.name, model_fingerprint=model_fingerprint(model), method=method,
+        task=means.task, model_name=model.cfg.name, model_fingerprint=fp, method=method,
         granularity=granularity, sites=chosen, mul={b: p.mul[0].clone() for b, p in patches.items()},
         add={b: p.add[0].clone() for b, p in patches.items()}, meta=meta,
     )  # fmt: skip

@@ -26,17 +26,11 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor
 
+from taskvec.data.images import resize
 from taskvec.geometry import CELL
 
 Fit = Literal["letterbox", "crop", "squash"]
 FITS: tuple[str, ...] = ("letterbox", "crop", "squash")
-
-
-def _resize(x: Tensor, h: int, w: int) -> Tensor:
-    """[N,3,H,W] → [N,3,h,w], bicubic with antialias, clamped to [0,1]."""
-    if tuple(x.shape[-2:]) == (h, w):
-        return x
-    return F.interpolate(x, size=(h, w), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
 
 
 @dataclass(frozen=True)
@@ -53,7 +47,7 @@ class Placement:
     def restore(self, answer: Tensor) -> Tensor:
         """[N,3,111,111] answer → [N,3,h,w] covering ``crop`` at the source's resolution."""
         t, l, h, w = self.box
-        return _resize(answer[..., t:t + h, l:l + w], self.crop[2], self.crop[3])
+        return resize(answer[..., t:t + h, l:l + w], (self.crop[2], self.crop[3]))
 
 
 def fit_image(img: Tensor, fit: str = "letterbox", cell: int = CELL) -> tuple[Tensor, Placement]:
@@ -61,17 +55,17 @@ def fit_image(img: Tensor, fit: str = "letterbox", cell: int = CELL) -> tuple[Te
     x = img if img.dim() == 4 else img[None]
     hh, ww = int(x.shape[-2]), int(x.shape[-1])
     if fit == "squash":
-        return _resize(x, cell, cell), Placement(fit, (hh, ww), (0, 0, hh, ww), (0, 0, cell, cell))
+        return resize(x, cell), Placement(fit, (hh, ww), (0, 0, hh, ww), (0, 0, cell, cell))
     if fit == "crop":
         side = min(hh, ww)
         top, left = (hh - side) // 2, (ww - side) // 2
         part = x[..., top:top + side, left:left + side]
-        return _resize(part, cell, cell), Placement(fit, (hh, ww), (top, left, side, side), (0, 0, cell, cell))
+        return resize(part, cell), Placement(fit, (hh, ww), (top, left, side, side), (0, 0, cell, cell))
     if fit != "letterbox":
         raise ValueError(f"unknown fit {fit!r}; choose from {', '.join(FITS)}")
     scale = cell / max(hh, ww)
     h, w = max(1, min(cell, round(hh * scale))), max(1, min(cell, round(ww * scale)))
-    inner = _resize(x, h, w)
+    inner = resize(x, (h, w))
     box_h, box_w = h, w
     top, left = (cell - h) // 2, (cell - w) // 2
     pads = (left, cell - w - left, top, cell - h - top)

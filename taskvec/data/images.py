@@ -47,11 +47,12 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-def _resize(x: Tensor, size: int) -> Tensor:
-    """[N,3,H,W] → [N,3,size,size], bicubic with antialias, clamped to [0,1]."""
-    if x.shape[-2:] == (size, size):
+def resize(x: Tensor, size: int | tuple[int, int]) -> Tensor:
+    """[N,3,H,W] → [N,3,h,w] (``size`` = h = w, or (h, w)), bicubic with antialias, clamped to [0,1]."""
+    hw = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if tuple(x.shape[-2:]) == hw:
         return x
-    return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
+    return F.interpolate(x, size=hw, mode="bicubic", align_corners=False, antialias=True).clamp(0, 1)
 
 
 def _rgb_array_to_tensor(arr: np.ndarray) -> Tensor:
@@ -86,7 +87,7 @@ def load_image(path: str | Path, size: int | None = CELL) -> Tensor:
     except UserError as e:
         raise DataError(str(e)) from None
     x = _rgb_array_to_tensor(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    return x if size is None else _resize(x[None], size)[0]
+    return x if size is None else resize(x[None], size)[0]
 
 
 def load_folder(folder: str | Path, size: int = CELL, limit: int | None = None) -> Tensor:

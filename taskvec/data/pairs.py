@@ -254,7 +254,7 @@ def is_binary_mask(rgb: np.ndarray) -> bool:
 
 def _load_pair(a: Path, b: Path, layout: str) -> tuple[Tensor, Tensor, bool]:
     """(input [3,111,111], target [3,111,111], target is a binary mask)."""
-    from taskvec.data.images import _resize, _rgb_array_to_tensor, read_label_png, VOC_IGNORE
+    from taskvec.data.images import _rgb_array_to_tensor, resize, read_label_png, VOC_IGNORE
 
     x = _decode(a)
     if layout == "VOC image/mask":
@@ -271,6 +271,6 @@ def _load_pair(a: Path, b: Path, layout: str) -> tuple[Tensor, Tensor, bool]:
         import cv2
 
         y = cv2.resize(y, (CELL, CELL), interpolation=cv2.INTER_NEAREST)
-    tx = _resize(_rgb_array_to_tensor(x)[None], CELL)[0]
-    ty = _resize(_rgb_array_to_tensor(y)[None], CELL)[0]
+    tx = resize(_rgb_array_to_tensor(x)[None], CELL)[0]
+    ty = resize(_rgb_array_to_tensor(y)[None], CELL)[0]
     return tx, ty, binary
